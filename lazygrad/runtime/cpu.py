@@ -1,0 +1,159 @@
+"""The CPU runtime: buffers, the in-process JIT, and kernel launches.
+
+Buffers are NumPy arrays (NumPy only holds the memory here; kernels compute).
+Kernels are object code loaded into one MCJIT engine per process and called
+through ctypes, which releases the GIL, so a thread pool can run slices of one
+kernel's outermost loop on every core at once.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import llvmlite.binding as llvm
+import numpy as np
+
+from .. import stats
+from ..codegen import cache, llvm as llvm_backend
+from ..codegen.program import Program
+
+# Work (elements x ops) below which a kernel runs on the calling thread: waking
+# pool threads costs more than it saves (see TOOLCHAIN.md).
+PARALLEL_WORK_THRESHOLD = 1 << 21
+
+
+class CompiledKernel:
+    """A loaded kernel: the program it came from and a ctypes callable."""
+
+    def __init__(self, program: Program, name: str, fn, ir_text: str):
+        self.program = program
+        self.name = name
+        self.fn = fn
+        self.ir_text = ir_text
+
+
+class _Engine:
+    """One MCJIT engine for the whole process (engines must not share a target machine)."""
+
+    def __init__(self):
+        llvm_backend.host_target_machine()
+        target = llvm.Target.from_default_triple()
+        tm = target.create_target_machine(cpu=llvm.get_host_cpu_name(),
+                                          features=llvm.get_host_cpu_features().flatten(),
+                                          opt=3, codemodel="default", reloc="pic")
+        backing = llvm.parse_assembly("")
+        self.engine = llvm.create_mcjit_compiler(backing, tm)
+        self.lock = threading.Lock()
+        self.loaded: dict[str, CompiledKernel] = {}
+
+    def load(self, program: Program) -> CompiledKernel:
+        ir_text = llvm_backend.render_ir(program, "kernel")
+        key = cache.kernel_key(ir_text)
+        with self.lock:
+            kernel = self.loaded.get(key)
+            if kernel is not None:
+                stats.bump("memory_cache_hits")
+                return kernel
+            name = f"{program.name}_{key[:16]}"
+            named_ir = ir_text.replace('@"kernel"', f'@"{name}"', 1)
+            obj = cache.object_code(named_ir, key)
+            self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+            self.engine.finalize_object()
+            address = self.engine.get_function_address(name)
+            argtypes = [ctypes.c_void_p] * len(program.params) + [ctypes.c_int64, ctypes.c_int64]
+            fn = ctypes.CFUNCTYPE(None, *argtypes)(address)
+            kernel = CompiledKernel(program, name, fn, named_ir)
+            self.loaded[key] = kernel
+            return kernel
+
+
+@functools.lru_cache(maxsize=None)
+def engine() -> _Engine:
+    return _Engine()
+
+
+@functools.lru_cache(maxsize=None)
+def thread_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=num_threads(), thread_name_prefix="lazygrad")
+
+
+def num_threads() -> int:
+    setting = os.environ.get("LAZYGRAD_THREADS")
+    if setting:
+        return max(1, int(setting))
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def compile_program(program: Program) -> CompiledKernel:
+    return engine().load(program)
+
+
+# ---- buffers ----
+
+class BufferPool:
+    """Freed arrays kept by (dtype, size) for reuse: fresh memory costs page faults."""
+
+    def __init__(self, limit_bytes: int = 1 << 30):
+        self.free: dict[tuple, list] = {}
+        self.bytes = 0
+        self.limit = limit_bytes
+
+    def take(self, np_dtype, numel: int) -> np.ndarray:
+        arrays = self.free.get((np_dtype, numel))
+        if arrays:
+            arr = arrays.pop()
+            self.bytes -= arr.nbytes
+            return arr
+        stats.bump("buffers_allocated")
+        return np.empty(numel, dtype=np_dtype)
+
+    def give(self, arr: np.ndarray) -> None:
+        if self.bytes + arr.nbytes > self.limit:
+            return
+        self.free.setdefault((arr.dtype, arr.size), []).append(arr)
+        self.bytes += arr.nbytes
+
+    def clear(self) -> None:
+        self.free.clear()
+        self.bytes = 0
+
+
+pool = BufferPool()
+
+
+def launch(kernel: CompiledKernel, arrays: list) -> list:
+    """Run a kernel over its whole outermost loop. Returns the error flags (one per slice)."""
+    program = kernel.program
+    size = program.outer_size
+    pointers = [a.ctypes.data for a in arrays]
+    error_param = program.error_param
+    threads = num_threads()
+    if program.work < PARALLEL_WORK_THRESHOLD or threads == 1 or size < 2:
+        slices = [(0, size)]
+    else:
+        count = min(threads, size)
+        bounds = [size * k // count for k in range(count + 1)]
+        slices = [(bounds[k], bounds[k + 1]) for k in range(count)]
+    flags = []
+    calls = []
+    for start, end in slices:
+        args = list(pointers)
+        if error_param is not None:
+            flag = np.zeros(1, dtype=np.int64)
+            flags.append(flag)
+            args[error_param] = flag.ctypes.data
+        calls.append((args, start, end))
+    stats.bump("kernels_launched")
+    if len(calls) == 1:
+        args, start, end = calls[0]
+        kernel.fn(*args, start, end)
+    else:
+        futures = [thread_pool().submit(kernel.fn, *args, start, end) for args, start, end in calls[1:]]
+        args, start, end = calls[0]
+        kernel.fn(*args, start, end)
+        for f in futures:
+            f.result()
+    return flags

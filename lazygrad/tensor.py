@@ -1,0 +1,1449 @@
+"""The Tensor: PyTorch's API over a lazy IR graph.
+
+A Tensor holds one IR node. Operations build new nodes and return new
+Tensors; nothing is computed until a value is needed (`numpy()`, `item()`,
+`tolist()`, `print`, `realize()`, `backward()`). Every composite operation
+(sigmoid, mean, softmax, ...) is written here as a composition of the IR's
+primitives, so its gradient, fusion and code generation come for free.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from collections import namedtuple
+
+import numpy as np
+
+from . import devices as _device
+from . import printing
+from .autograd_state import is_grad_enabled
+from .ir import dtypes
+from .ir import node as N
+from .ir.dtypes import DType
+from .ir.node import Buffer, Node
+from .ir.ops import Op
+from .runtime import realize as _realize
+
+LOG2E = math.log2(math.e)
+LN2 = math.log(2.0)
+
+_ValuesIndices = namedtuple("_ValuesIndices", ["values", "indices"])
+
+
+class return_types:
+    """Named tuples returned by max(dim)/min(dim), like torch.return_types."""
+    class max(_ValuesIndices):
+        pass
+
+    class min(_ValuesIndices):
+        pass
+
+
+def _is_scalar(x) -> bool:
+    return isinstance(x, (numbers.Number, np.bool_, np.number)) and not isinstance(x, np.ndarray)
+
+
+def _shape_str(shape) -> str:
+    return "[" + ", ".join(str(s) for s in shape) + "]"
+
+
+def normalize_dim(dim: int, ndim: int) -> int:
+    """A dim in [-ndim, ndim) as a non-negative axis, with PyTorch's error otherwise."""
+    lo, hi = (-ndim, ndim - 1) if ndim > 0 else (-1, 0)
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+        raise TypeError(f"dim must be an int, got {type(dim).__name__}")
+    if dim < lo or dim > hi:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {dim})")
+    return int(dim) % max(ndim, 1)
+
+
+def broadcast_shapes(a: tuple, b: tuple) -> tuple:
+    n = max(len(a), len(b))
+    a1 = (1,) * (n - len(a)) + tuple(a)
+    b1 = (1,) * (n - len(b)) + tuple(b)
+    out = []
+    for i, (x, y) in enumerate(zip(a1, b1)):
+        if x == y or y == 1:
+            out.append(x)
+        elif x == 1:
+            out.append(y)
+        else:
+            raise RuntimeError(f"The size of tensor a ({x}) must match the size of tensor b ({y}) "
+                               f"at non-singleton dimension {i}")
+    return tuple(out)
+
+
+def _infer_list(data):
+    """Shape and element kind of a nested Python list, rejecting ragged or non-numeric ones."""
+    if isinstance(data, (list, tuple)):
+        if len(data) == 0:
+            return (0,), None
+        shapes_kinds = [_infer_list(d) for d in data]
+        first = shapes_kinds[0][0]
+        for s, _ in shapes_kinds:
+            if s != first:
+                raise ValueError(f"expected sequence of length {first[0] if first else 0} at dim 1 (got "
+                                 f"{s[0] if s else 0})")
+        kinds = {k for _, k in shapes_kinds if k is not None}
+        kind = "float" if "float" in kinds else ("int" if "int" in kinds else ("bool" if kinds else None))
+        return (len(data),) + first, kind
+    if isinstance(data, Tensor):
+        if data.ndim != 0:
+            return tuple(data.shape), "float" if data.dtype.is_floating_point else "int"
+        return (), "float" if data.dtype.is_floating_point else ("bool" if data.dtype.is_bool else "int")
+    if isinstance(data, (bool, np.bool_)):
+        return (), "bool"
+    if isinstance(data, (int, np.integer)):
+        return (), "int"
+    if isinstance(data, (float, np.floating)):
+        return (), "float"
+    raise TypeError(f"new(): invalid data type '{type(data).__name__}'")
+
+
+def _to_numpy_data(data, dtype: DType | None) -> np.ndarray:
+    """Host data for a new tensor, with PyTorch's dtype inference."""
+    if isinstance(data, Tensor):
+        arr = data.numpy()
+        return arr.astype((dtype or data.dtype).np, copy=True)
+    if isinstance(data, np.ndarray):
+        inferred = dtypes.from_numpy(data.dtype)
+        return np.ascontiguousarray(data, dtype=(dtype or inferred).np).copy()
+    if _is_scalar(data):
+        inferred = dtypes.scalar_dtype(data)
+        return np.array(data, dtype=(dtype or inferred).np)
+    if isinstance(data, (list, tuple)):
+        shape, kind = _infer_list(data)
+        inferred = {"float": dtypes.default_float, "int": dtypes.int64, "bool": dtypes.bool_,
+                    None: dtypes.default_float}[kind]
+        flat = _flatten_list(data)
+        arr = np.array(flat, dtype=(dtype or inferred).np).reshape(shape)
+        return arr
+    raise TypeError(f"tensor(): could not infer dtype of {type(data).__name__}")
+
+
+def _flatten_list(data) -> list:
+    out = []
+    stack = [data]
+    while stack:
+        d = stack.pop()
+        if isinstance(d, (list, tuple)):
+            stack.extend(reversed(d))
+        elif isinstance(d, Tensor):
+            out.extend(np.asarray(d.numpy()).reshape(-1).tolist())
+        else:
+            out.append(d)
+    return out
+
+
+class Tensor:
+    """A lazily evaluated n-dimensional array with PyTorch's interface."""
+
+    __array_priority__ = 1000  # NumPy scalars on the left defer to our operators
+
+    def __init__(self, *args, dtype: DType | None = None, device=None, requires_grad: bool = False):
+        # torch.Tensor(data) is float32; torch.Tensor(2, 3) is an uninitialised 2x3 float32 tensor
+        _device.normalize(device)
+        if len(args) == 1 and not isinstance(args[0], (int, np.integer)):
+            arr = _to_numpy_data(args[0], dtype or dtypes.default_float)
+        else:
+            shape = tuple(int(a) for a in (args[0] if len(args) == 1 and isinstance(args[0], tuple) else args))
+            arr = np.zeros(shape, dtype=(dtype or dtypes.default_float).np)
+        self._init_from_array(arr, requires_grad)
+
+    def _init_from_array(self, arr: np.ndarray, requires_grad: bool) -> None:
+        arr = np.ascontiguousarray(arr)
+        dtype = dtypes.from_numpy(arr.dtype)
+        buf = Buffer("cpu", dtype, arr.size, arr.reshape(-1))
+        self._node = N.buffer(buf, arr.shape)
+        self.grad = None
+        self._requires_grad = False
+        self._is_leaf = True
+        self._version = 0
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _from_node(cls, node: Node, requires_grad: bool = False) -> "Tensor":
+        t = object.__new__(Tensor)
+        t._node = node
+        t.grad = None
+        t._requires_grad = bool(requires_grad)
+        t._is_leaf = not requires_grad
+        t._version = 0
+        return t
+
+    # ---- the node (rebinding it is how in-place ops work) ----
+    @property
+    def node(self) -> Node:
+        return self._node
+
+    def _assign(self, node: Node) -> "Tensor":
+        """Make this tensor hold a new value (in-place ops); every holder of the object sees it."""
+        if node.shape != self._node.shape:
+            raise RuntimeError(f"in-place result of shape {_shape_str(node.shape)} doesn't match "
+                               f"the tensor's shape {_shape_str(self.shape)}")
+        if node.dtype is not self.dtype:
+            node = N.cast(node, self.dtype)
+        self._node = node
+        self._version += 1
+        return self
+
+    # ---- attributes ----
+    @property
+    def shape(self) -> "Size":
+        return Size(self._node.shape)
+
+    def size(self, dim: int | None = None):
+        if dim is None:
+            return Size(self._node.shape)
+        return self._node.shape[normalize_dim(dim, self.ndim)]
+
+    def dim(self) -> int:
+        return len(self._node.shape)
+
+    ndimension = dim
+
+    @property
+    def ndim(self) -> int:
+        return len(self._node.shape)
+
+    @property
+    def dtype(self) -> DType:
+        return self._node.dtype
+
+    @property
+    def device(self):
+        return _device.CPU
+
+    @property
+    def is_cuda(self) -> bool:
+        return False
+
+    def numel(self) -> int:
+        return self._node.numel
+
+    nelement = numel
+
+    def element_size(self) -> int:
+        return self.dtype.itemsize
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._node.shape[0]
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        self.requires_grad_(value)
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        if not self._is_leaf and not requires_grad:
+            raise RuntimeError("you can only change requires_grad flags of leaf variables. If you want to use a "
+                               "computed variable in a subgraph that doesn't require differentiation use "
+                               "var_no_grad = var.detach().")
+        if requires_grad and not (self.dtype.is_floating_point):
+            raise RuntimeError("only Tensors of floating point dtype can require gradients")
+        self._requires_grad = bool(requires_grad)
+        return self
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._is_leaf
+
+    def detach(self) -> "Tensor":
+        return Tensor._from_node(self._node)
+
+    def detach_(self) -> "Tensor":
+        self._requires_grad = False
+        self._is_leaf = True
+        return self
+
+    @property
+    def data(self) -> "Tensor":
+        return self.detach()
+
+    @data.setter
+    def data(self, value: "Tensor") -> None:
+        self._node = value._node if isinstance(value, Tensor) else Tensor(value)._node
+
+    # ---- realisation ----
+    def realize(self) -> "Tensor":
+        """Compute this tensor's value now (and cut its graph when no gradient can flow through it)."""
+        realize(self)
+        return self
+
+    def schedule(self) -> list:
+        """The kernels realising this tensor would run, without running them."""
+        return _realize.schedule_of([self._node])
+
+    def numpy(self) -> np.ndarray:
+        if self.requires_grad:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead.")
+        return self._host_array()
+
+    def _host_array(self) -> np.ndarray:
+        self.realize()
+        arr = self._node.realized.data if self._node.realized is not None else self._node.arg.data
+        view = arr.reshape(self._node.shape)
+        view.flags.writeable = False
+        return view
+
+    def tolist(self):
+        return self._host_array().tolist()
+
+    def item(self):
+        if self.numel() != 1:
+            raise RuntimeError(f"a Tensor with {self.numel()} elements cannot be converted to Scalar")
+        return self._host_array().reshape(()).item()
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __bool__(self) -> bool:
+        if self.numel() != 1:
+            raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous")
+        return bool(self.item())
+
+    def __index__(self) -> int:
+        if self.dtype.is_floating_point or self.numel() != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self._host_array()
+        return arr.astype(dtype) if dtype is not None else np.array(arr)
+
+    def __repr__(self) -> str:
+        suffixes = []
+        if self.requires_grad and self.is_leaf:
+            suffixes.append("requires_grad=True")
+        elif self.requires_grad:
+            suffixes.append(f"grad_fn=<{self._node.op.name.capitalize()}Backward>")
+        return printing.tensor_repr(self._host_array(), self.dtype, suffixes)
+
+    __str__ = __repr__
+
+    def __hash__(self):
+        return id(self)
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
+
+    # ---- dtype conversion ----
+    def to(self, *args, **kwargs) -> "Tensor":
+        dtype = kwargs.get("dtype")
+        dev = kwargs.get("device")
+        for a in args:
+            if isinstance(a, DType):
+                dtype = a
+            elif isinstance(a, Tensor):
+                dtype = a.dtype
+            else:
+                dev = a
+        if dev is not None:
+            _device.normalize(dev)
+        return self if dtype is None or dtype is self.dtype else self._cast(dtype)
+
+    def type(self, dtype=None):
+        if dtype is None:
+            return {"float32": "torch.FloatTensor", "float64": "torch.DoubleTensor", "int64": "torch.LongTensor",
+                    "int32": "torch.IntTensor", "bool": "torch.BoolTensor"}[self.dtype.name]
+        return self.to(dtype)
+
+    def cpu(self) -> "Tensor":
+        return self
+
+    def cuda(self, device=None) -> "Tensor":
+        from . import cuda
+        cuda.require("cuda")
+        return self
+
+    def _cast(self, dtype: DType) -> "Tensor":
+        return self._make(N.cast(self._node, dtype), self)
+
+    def float(self) -> "Tensor":
+        return self.to(dtypes.float32)
+
+    def double(self) -> "Tensor":
+        return self.to(dtypes.float64)
+
+    def long(self) -> "Tensor":
+        return self.to(dtypes.int64)
+
+    def int(self) -> "Tensor":
+        return self.to(dtypes.int32)
+
+    def bool(self) -> "Tensor":
+        return self.to(dtypes.bool_)
+
+    def is_floating_point(self) -> bool:
+        return self.dtype.is_floating_point
+
+    # ---- building results ----
+    @staticmethod
+    def _make(node: Node, *inputs: "Tensor") -> "Tensor":
+        needs_grad = is_grad_enabled() and any(isinstance(t, Tensor) and t._requires_grad for t in inputs)
+        out = Tensor._from_node(node, needs_grad)
+        return out
+
+    def _priority(self) -> int:
+        return 2 if self.ndim > 0 else 1
+
+    @staticmethod
+    def _operands(a, b, op_name: str):
+        """Both operands as Tensors of a common dtype and shape (PyTorch promotion and broadcasting)."""
+        ta = a if isinstance(a, Tensor) else None
+        tb = b if isinstance(b, Tensor) else None
+        if ta is None and tb is None:
+            raise TypeError(f"{op_name}: expected at least one Tensor")
+        ops = []
+        for x in (a, b):
+            if isinstance(x, Tensor):
+                ops.append((x.dtype, x._priority()))
+            elif _is_scalar(x):
+                ops.append((dtypes.scalar_dtype(x), 0))
+            elif isinstance(x, (list, tuple, np.ndarray)):
+                x = tensor(x)
+                ops.append((x.dtype, x._priority()))
+            else:
+                raise TypeError(f"{op_name}(): unsupported operand type {type(x).__name__}")
+        dtype = dtypes.result_type(*ops)
+        try:
+            shape = broadcast_shapes(_shape_of(a), _shape_of(b))
+        except RuntimeError as e:
+            raise RuntimeError(f"{op_name}: {e}") from None
+        return _lift(a, dtype, shape), _lift(b, dtype, shape), dtype
+
+    def _binary(self, other, op: Op, name: str, reverse: bool = False) -> "Tensor":
+        a, b = (other, self) if reverse else (self, other)
+        na, nb, _ = Tensor._operands(a, b, name)
+        return Tensor._make(N.binary(op, na, nb), *(x for x in (a, b) if isinstance(x, Tensor)))
+
+    def _unary(self, op: Op) -> "Tensor":
+        return Tensor._make(N.unary(op, self._node), self)
+
+    def _float_input(self) -> "Tensor":
+        """Integer and bool inputs of float functions (exp, sqrt, ...) become float32, as in PyTorch."""
+        return self if self.dtype.is_floating_point else self._cast(dtypes.default_float)
+
+    def _const_like(self, value, dtype: DType | None = None) -> "Tensor":
+        return Tensor._from_node(N.const(value, dtype or self.dtype, self._node.shape))
+
+    # ---- elementwise arithmetic ----
+    def add(self, other, alpha=1):
+        if alpha != 1:
+            other = other * alpha
+        if self.dtype.is_bool and isinstance(other, Tensor) and other.dtype.is_bool:
+            return self._binary(other, Op.MAX, "add")
+        return self._binary(other, Op.ADD, "add")
+
+    def __add__(self, other):
+        return self.add(other)
+
+    def __radd__(self, other):
+        return self._binary(other, Op.ADD, "add", reverse=True)
+
+    def neg(self):
+        if self.dtype.is_bool:
+            raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. "
+                               "If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.")
+        return self._unary(Op.NEG)
+
+    __neg__ = neg
+    negative = neg
+
+    def sub(self, other, alpha=1):
+        if self.dtype.is_bool and isinstance(other, Tensor) and other.dtype.is_bool:
+            raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. "
+                               "Use the `^` or `logical_xor()` operator instead.")
+        if alpha != 1:
+            other = other * alpha
+        return self + (-other if isinstance(other, Tensor) else -other)
+
+    def __sub__(self, other):
+        return self.sub(other)
+
+    def __rsub__(self, other):
+        return (-self) + other
+
+    def mul(self, other):
+        return self._binary(other, Op.MUL, "mul")
+
+    __mul__ = mul
+
+    def __rmul__(self, other):
+        return self._binary(other, Op.MUL, "mul", reverse=True)
+
+    def reciprocal(self):
+        return self._float_input()._unary(Op.RECIP)
+
+    def div(self, other, rounding_mode=None):
+        if rounding_mode == "floor":
+            return self.floor_divide(other)
+        if rounding_mode == "trunc":
+            q = self._true_div(other)
+            return q.trunc() if q.dtype.is_floating_point and not _both_int(self, other) else \
+                _int_result(q.trunc(), self, other)
+        return self._true_div(other)
+
+    def _true_div(self, other, reverse=False):
+        a, b = (other, self) if reverse else (self, other)
+        na, nb, dtype = Tensor._operands(a, b, "div")
+        if not dtype.is_floating_point:
+            na, nb = N.cast(na, dtypes.default_float), N.cast(nb, dtypes.default_float)
+        node = N.binary(Op.MUL, na, N.unary(Op.RECIP, nb))
+        return Tensor._make(node, *(x for x in (a, b) if isinstance(x, Tensor)))
+
+    __truediv__ = div
+    true_divide = div
+    divide = div
+
+    def __rtruediv__(self, other):
+        return self._true_div(other, reverse=True)
+
+    def floor_divide(self, other):
+        return _floor_div(self, other)
+
+    def __floordiv__(self, other):
+        return _floor_div(self, other)
+
+    def __rfloordiv__(self, other):
+        return _floor_div(other, self)
+
+    def fmod(self, other):
+        return self._binary(other, Op.MOD, "fmod")
+
+    def remainder(self, other):
+        return _remainder(self, other)
+
+    def __mod__(self, other):
+        return _remainder(self, other)
+
+    def __rmod__(self, other):
+        return _remainder(other, self)
+
+    def pow(self, exponent):
+        return _pow(self, exponent)
+
+    __pow__ = pow
+
+    def __rpow__(self, base):
+        return _pow(base, self)
+
+    def square(self):
+        return self * self
+
+    def maximum(self, other):
+        return self._binary(other, Op.MAX, "maximum")
+
+    def minimum(self, other):
+        a, b, dtype = Tensor._operands(self, other, "minimum")
+        ta = Tensor._make(a, self, other)
+        tb = Tensor._make(b, self, other)
+        return _negate_order(_negate_order(ta).maximum(_negate_order(tb)))
+
+    def __abs__(self):
+        return self.abs()
+
+    def abs(self):
+        if self.dtype.is_bool:
+            return self
+        neg = self < 0
+        out = where(neg, -self, self)
+        if self.dtype.is_floating_point:
+            out = out + 0.0  # abs(-0.0) is +0.0
+        return out
+
+    absolute = abs
+
+    def sign(self):
+        if self.dtype.is_bool:
+            return self
+        pos = (self > 0)._cast(self.dtype)
+        neg = (self < 0)._cast(self.dtype)
+        out = pos - neg
+        if self.dtype.is_floating_point:
+            out = where(self != self, self, out)  # sign(nan) is nan
+        return out
+
+    def exp(self):
+        x = self._float_input()
+        return Tensor._make(N.unary(Op.EXP2, (x * LOG2E)._node), self)
+
+    def exp2(self):
+        return self._float_input()._unary(Op.EXP2)
+
+    def expm1(self):
+        return self.exp() - 1
+
+    def log2(self):
+        return self._float_input()._unary(Op.LOG2)
+
+    def log(self):
+        return self.log2() * LN2
+
+    def log10(self):
+        return self.log2() * (LN2 / math.log(10.0))
+
+    def log1p(self):
+        x = self._float_input()
+        # log1p(x) = log(u) * x / (u - 1) with u = 1 + x: exact for tiny x where log(1 + x) would round to 0
+        u = x + 1.0
+        d = u - 1.0
+        return where(d == 0, x, u.log() * x / where(d == 0, 1.0, d))
+
+    def sqrt(self):
+        return self._float_input()._unary(Op.SQRT)
+
+    def rsqrt(self):
+        return self.sqrt().reciprocal()
+
+    def sin(self):
+        return self._float_input()._unary(Op.SIN)
+
+    def cos(self):
+        x = self._float_input()
+        return (x + math.pi / 2).sin()
+
+    def tan(self):
+        return self.sin() / self.cos()
+
+    def sigmoid(self):
+        x = self._float_input()
+        return (1.0 + (-x).exp()).reciprocal()
+
+    def tanh(self):
+        x = self._float_input()
+        return 2.0 * (2.0 * x).sigmoid() - 1.0
+
+    def relu(self):
+        if self.dtype.is_bool:
+            return self
+        return self.maximum(self._const_like(0))
+
+    def trunc(self):
+        if not self.dtype.is_floating_point:
+            return self
+        return self._unary(Op.TRUNC)
+
+    fix = trunc
+
+    def floor(self):
+        if not self.dtype.is_floating_point:
+            return self
+        t = self.trunc()
+        return t - (self < t)._cast(self.dtype)
+
+    def ceil(self):
+        if not self.dtype.is_floating_point:
+            return self
+        t = self.trunc()
+        return t + (self > t)._cast(self.dtype)
+
+    def round(self, decimals: int = 0):
+        if not self.dtype.is_floating_point:
+            return self
+        if decimals:
+            scale = 10.0 ** decimals
+            return (self * scale).round() / scale
+        # round half to even, as PyTorch does
+        f = (self + 0.5).floor()
+        tie = (f - self) == 0.5
+        odd = (f - (f * 0.5).floor() * 2.0) == 1.0
+        out = where(tie & odd, f - 1.0, f)
+        big = self.abs() >= (2.0 ** 52 if self.dtype is dtypes.float64 else 2.0 ** 23)
+        return where(big | (self != self), self, out)
+
+    def frac(self):
+        return self - self.trunc()
+
+    def clamp(self, min=None, max=None):
+        if min is None and max is None:
+            raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+        out = self
+        if min is not None:
+            out = out.maximum(min) if isinstance(min, Tensor) else out.maximum(_scalar_tensor(min, out))
+        if max is not None:
+            out = out.minimum(max) if isinstance(max, Tensor) else out.minimum(_scalar_tensor(max, out))
+        return out
+
+    clip = clamp
+
+    def clamp_min(self, min):
+        return self.clamp(min=min)
+
+    def clamp_max(self, max):
+        return self.clamp(max=max)
+
+    def lerp(self, end, weight):
+        return self + (end - self) * weight
+
+    def where(self, condition, other):
+        return where(condition, self, other)
+
+    # ---- comparisons and logic ----
+    def lt(self, other):
+        return self._binary(other, Op.CMPLT, "lt")
+
+    def gt(self, other):
+        return self._binary(other, Op.CMPLT, "gt", reverse=True)
+
+    def le(self, other):
+        a, b, _ = Tensor._operands(self, other, "le")
+        return _logical_not(Tensor._make(N.binary(Op.CMPLT, b, a)))
+
+    def ge(self, other):
+        a, b, _ = Tensor._operands(self, other, "ge")
+        return _logical_not(Tensor._make(N.binary(Op.CMPLT, a, b)))
+
+    def eq(self, other):
+        return self._binary(other, Op.CMPEQ, "eq")
+
+    def ne(self, other):
+        return _logical_not(self.eq(other))
+
+    __lt__, __gt__, __le__, __ge__ = lt, gt, le, ge
+
+    def __eq__(self, other):
+        return self.eq(other)
+
+    def __ne__(self, other):
+        return self.ne(other)
+
+    def isnan(self):
+        if not self.dtype.is_floating_point:
+            return self._const_like(False, dtypes.bool_)
+        return self != self
+
+    def isinf(self):
+        if not self.dtype.is_floating_point:
+            return self._const_like(False, dtypes.bool_)
+        return self.abs() == float("inf")
+
+    def isfinite(self):
+        if not self.dtype.is_floating_point:
+            return self._const_like(True, dtypes.bool_)
+        return (self.abs() < float("inf"))
+
+    def logical_not(self):
+        return _logical_not(self if self.dtype.is_bool else self.bool())
+
+    def logical_and(self, other):
+        return _as_bool(self).mul(_as_bool(other))
+
+    def logical_or(self, other):
+        return _as_bool(self).maximum(_as_bool(other))
+
+    def logical_xor(self, other):
+        return _as_bool(self).ne(_as_bool(other))
+
+    def __invert__(self):
+        if self.dtype.is_bool:
+            return _logical_not(self)
+        if self.dtype.is_floating_point:
+            raise TypeError("bitwise_not(): ~ is only supported for integer and bool tensors")
+        return -self - 1
+
+    def __and__(self, other):
+        _require_bool("bitwise_and", self, other)
+        return self.logical_and(other)
+
+    def __or__(self, other):
+        _require_bool("bitwise_or", self, other)
+        return self.logical_or(other)
+
+    def __xor__(self, other):
+        _require_bool("bitwise_xor", self, other)
+        return self.logical_xor(other)
+
+    __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
+
+    def allclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
+        return bool(isclose(self, other, rtol, atol, equal_nan).all().item())
+
+    def equal(self, other) -> bool:
+        return self.shape == other.shape and bool((self == other).all().item())
+
+    # ---- reductions ----
+    def _axes(self, dim) -> tuple:
+        if dim is None:
+            return tuple(range(self.ndim))
+        if isinstance(dim, (list, tuple)):
+            axes = tuple(normalize_dim(d, self.ndim) for d in dim)
+            if len(set(axes)) != len(axes):
+                raise RuntimeError(f"dim {axes[0]} appears multiple times in the list of dims")
+            return axes
+        return (normalize_dim(dim, self.ndim),)
+
+    def _reduce(self, op: Op, dim, keepdim: bool) -> "Tensor":
+        axes = self._axes(dim)
+        node = N.reduce(op, self._node, axes) if axes else self._node
+        out = Tensor._make(node, self)
+        if not keepdim:
+            out = out.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
+        return out
+
+    def sum(self, dim=None, keepdim: bool = False, dtype: DType | None = None):
+        x = self
+        if dtype is not None:
+            x = x.to(dtype)
+        elif not x.dtype.is_floating_point:
+            x = x.to(dtypes.int64)
+        return x._reduce(Op.SUM, dim, keepdim)
+
+    def mean(self, dim=None, keepdim: bool = False, dtype: DType | None = None):
+        x = self if dtype is None else self.to(dtype)
+        if not x.dtype.is_floating_point:
+            name = {"int64": "Long", "int32": "Int", "bool": "Bool"}[x.dtype.name]
+            raise RuntimeError("mean(): could not infer output dtype. Input dtype must be either a floating "
+                               f"point or complex dtype. Got: {name}")
+        count = math.prod(x.shape[a] for a in x._axes(dim))
+        return x.sum(dim, keepdim) * (1.0 / count if count else float("nan"))
+
+    def var(self, dim=None, unbiased: bool = True, keepdim: bool = False, correction=None):
+        if correction is None:
+            correction = 1 if unbiased else 0
+        x = self._float_input()
+        count = math.prod(x.shape[a] for a in x._axes(dim))
+        diff = x - x.mean(dim, keepdim=True)
+        return (diff * diff).sum(dim, keepdim) / max(count - correction, 0)
+
+    def std(self, dim=None, unbiased: bool = True, keepdim: bool = False, correction=None):
+        return self.var(dim, unbiased, keepdim, correction).sqrt()
+
+    def _check_nonempty(self, name: str, dim) -> None:
+        if self.numel() == 0:
+            if dim is None:
+                raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0. "
+                                   "Specify the reduction dim with the 'dim' argument.")
+            for a in self._axes(dim):
+                if self.shape[a] == 0:
+                    raise IndexError(f"{name}(): Expected reduction dim {a} to have non-zero size.")
+
+    def amax(self, dim=None, keepdim: bool = False):
+        self._check_nonempty("amax", dim if dim is not None and dim != () else None)
+        return self._reduce(Op.REDUCE_MAX, dim, keepdim)
+
+    def amin(self, dim=None, keepdim: bool = False):
+        self._check_nonempty("amin", dim if dim is not None and dim != () else None)
+        return _negate_order(_negate_order(self)._reduce(Op.REDUCE_MAX, dim, keepdim))
+
+    def max(self, dim=None, keepdim: bool = False):
+        if isinstance(dim, Tensor):
+            return self.maximum(dim)
+        if dim is None:
+            self._check_nonempty("max", None)
+            return self._reduce(Op.REDUCE_MAX, None, False)
+        values = self.amax(dim, keepdim)
+        return return_types.max(values, self.argmax(dim, keepdim))
+
+    def min(self, dim=None, keepdim: bool = False):
+        if isinstance(dim, Tensor):
+            return self.minimum(dim)
+        if dim is None:
+            self._check_nonempty("min", None)
+            return self.amin(None, False)
+        values = self.amin(dim, keepdim)
+        return return_types.min(values, self.argmin(dim, keepdim))
+
+    def argmax(self, dim=None, keepdim: bool = False):
+        return _arg_extreme(self, dim, keepdim, largest=True)
+
+    def argmin(self, dim=None, keepdim: bool = False):
+        return _arg_extreme(self, dim, keepdim, largest=False)
+
+    def prod(self, dim=None, keepdim: bool = False, dtype: DType | None = None):
+        x = self if dtype is None else self.to(dtype)
+        out_dtype = x.dtype if x.dtype.is_floating_point else dtypes.int64
+        # product = sign * exp(sum(log|x|)), computed in float64 so that integer products stay exact
+        xd = x.to(dtypes.float64)
+        magnitude = xd.abs().log2().sum(dim, keepdim).exp2()
+        negatives = (xd < 0).sum(dim, keepdim)
+        has_zero = (xd == 0).sum(dim, keepdim) > 0
+        sign = 1.0 - 2.0 * (negatives % 2).to(dtypes.float64)
+        out = where(has_zero, 0.0, magnitude * sign)
+        if not out_dtype.is_floating_point:
+            out = out.round()
+        return out.to(out_dtype)
+
+    def all(self, dim=None, keepdim: bool = False):
+        return _logical_not(_as_bool(self).logical_not()._reduce(Op.REDUCE_MAX, dim, keepdim))
+
+    def any(self, dim=None, keepdim: bool = False):
+        return _as_bool(self)._reduce(Op.REDUCE_MAX, dim, keepdim)
+
+    def count_nonzero(self, dim=None):
+        return (self != 0).sum(dim)
+
+    def cumsum(self, dim: int):
+        """Inclusive prefix sum as a masked sum: out[i] = sum_j x[j] * (j <= i)."""
+        d = normalize_dim(dim, self.ndim)
+        x = self if self.dtype.is_floating_point else self.to(dtypes.int64)
+        n = x.shape[d]
+        moved = x.movedim(d, -1)                                   # (..., n)
+        lower = (_arange_node(n).reshape(1, n) <= _arange_node(n).reshape(n, 1))  # [i, j] = j <= i
+        out = (moved.unsqueeze(-2) * lower._cast(x.dtype)).sum(-1)  # (..., n)
+        return out.movedim(-1, d)
+
+    # ---- movement ----
+    def _movement(self, op: Op, arg) -> "Tensor":
+        return Tensor._make(N.movement(op, self._node, arg), self)
+
+    def reshape(self, *shape) -> "Tensor":
+        shape = _shape_args(shape)
+        numel = self.numel()
+        unknown = [i for i, s in enumerate(shape) if s == -1]
+        if len(unknown) > 1:
+            raise RuntimeError("only one dimension can be inferred")
+        for s in shape:
+            if s < -1:
+                raise RuntimeError(f"invalid shape dimension {s}")
+        if unknown:
+            known = math.prod(s for s in shape if s != -1)
+            if known == 0 or numel % known != 0:
+                raise RuntimeError(f"shape '{_shape_str(shape)}' is invalid for input of size {numel}")
+            shape = tuple(numel // known if s == -1 else s for s in shape)
+        if math.prod(shape) != numel:
+            raise RuntimeError(f"shape '{_shape_str(shape)}' is invalid for input of size {numel}")
+        if tuple(shape) == tuple(self.shape):
+            return self._alias()
+        return self._movement(Op.RESHAPE, tuple(shape))
+
+    def view(self, *shape) -> "Tensor":
+        if len(shape) == 1 and isinstance(shape[0], DType):
+            raise NotImplementedError("view(dtype) is not supported")
+        return self.reshape(*shape)
+
+    def view_as(self, other) -> "Tensor":
+        return self.view(other.shape)
+
+    def reshape_as(self, other) -> "Tensor":
+        return self.reshape(other.shape)
+
+    def _alias(self) -> "Tensor":
+        return Tensor._make(self._node, self)
+
+    def contiguous(self) -> "Tensor":
+        return self
+
+    def clone(self) -> "Tensor":
+        return self._alias()
+
+    def permute(self, *dims) -> "Tensor":
+        dims = _shape_args(dims)
+        if len(dims) != self.ndim:
+            raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does not match "
+                               f"the length of the desired ordering of dimensions i.e. input.dim() = {self.ndim} "
+                               f"is not equal to len(dims) = {len(dims)}")
+        axes = tuple(normalize_dim(d, self.ndim) for d in dims)
+        if len(set(axes)) != len(axes):
+            raise RuntimeError("permute(): duplicate dims are not allowed.")
+        if axes == tuple(range(self.ndim)):
+            return self._alias()
+        return self._movement(Op.PERMUTE, axes)
+
+    def transpose(self, dim0: int, dim1: int) -> "Tensor":
+        if self.ndim == 0:
+            normalize_dim(dim0, 0), normalize_dim(dim1, 0)
+            return self._alias()
+        a, b = normalize_dim(dim0, self.ndim), normalize_dim(dim1, self.ndim)
+        order = list(range(self.ndim))
+        order[a], order[b] = order[b], order[a]
+        return self.permute(order)
+
+    swapdims = transpose
+    swapaxes = transpose
+
+    def t(self) -> "Tensor":
+        if self.ndim > 2:
+            raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {self.ndim}D")
+        return self.transpose(0, 1) if self.ndim == 2 else self._alias()
+
+    @property
+    def T(self) -> "Tensor":
+        return self.permute(tuple(reversed(range(self.ndim))))
+
+    @property
+    def mT(self) -> "Tensor":
+        return self.transpose(-2, -1)
+
+    def movedim(self, source, destination) -> "Tensor":
+        src = [source] if isinstance(source, int) else list(source)
+        dst = [destination] if isinstance(destination, int) else list(destination)
+        if len(src) != len(dst):
+            raise RuntimeError(f"movedim: Invalid source or destination dims: source ({src} dims) should contain "
+                               f"the same number of dims as destination ({dst} dims)")
+        src = [normalize_dim(d, self.ndim) for d in src]
+        dst = [normalize_dim(d, self.ndim) for d in dst]
+        order = [None] * self.ndim
+        for s, d in zip(src, dst):
+            order[d] = s
+        rest = iter(a for a in range(self.ndim) if a not in src)
+        order = [o if o is not None else next(rest) for o in order]
+        return self.permute(order)
+
+    moveaxis = movedim
+
+    def expand(self, *sizes) -> "Tensor":
+        sizes = _shape_args(sizes)
+        if len(sizes) < self.ndim:
+            raise RuntimeError(f"expand({self.type()}{{{_shape_str(self.shape)}}}, size={_shape_str(sizes)}): "
+                               f"the number of sizes provided ({len(sizes)}) must be greater or equal to the "
+                               f"number of dimensions in the tensor ({self.ndim})")
+        lead = len(sizes) - self.ndim
+        src_shape = (1,) * lead + tuple(self.shape)
+        out = []
+        for i, (want, have) in enumerate(zip(sizes, src_shape)):
+            if want == -1:
+                if i < lead:
+                    raise RuntimeError(f"expand: -1 is not allowed in a leading, non-existing dimension {i}")
+                want = have
+            if have != want and have != 1:
+                raise RuntimeError(f"The expanded size of the tensor ({want}) must match the existing size ({have}) "
+                                   f"at non-singleton dimension {i}.  Target sizes: {_shape_str(sizes)}.  "
+                                   f"Tensor sizes: {_shape_str(self.shape)}")
+            out.append(want)
+        x = self if lead == 0 else self.reshape(src_shape)
+        if tuple(out) == tuple(x.shape):
+            return x
+        return x._movement(Op.EXPAND, tuple(out))
+
+    def expand_as(self, other) -> "Tensor":
+        return self.expand(other.shape)
+
+    def broadcast_to(self, *shape) -> "Tensor":
+        return self.expand(*shape)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
+        if self.ndim == 0:
+            return self.reshape(1)
+        s, e = normalize_dim(start_dim, self.ndim), normalize_dim(end_dim, self.ndim)
+        if s > e:
+            raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
+        shape = tuple(self.shape[:s]) + (math.prod(self.shape[s:e + 1]),) + tuple(self.shape[e + 1:])
+        return self.reshape(shape)
+
+    def unflatten(self, dim: int, sizes) -> "Tensor":
+        d = normalize_dim(dim, self.ndim)
+        sizes = tuple(sizes)
+        if -1 in sizes:
+            known = math.prod(s for s in sizes if s != -1)
+            sizes = tuple(self.shape[d] // known if s == -1 else s for s in sizes)
+        if math.prod(sizes) != self.shape[d]:
+            raise RuntimeError(f"unflatten: Provided sizes {_shape_str(sizes)} don't multiply up to the size of "
+                               f"dim {dim} ({self.shape[d]}) in the input tensor")
+        return self.reshape(tuple(self.shape[:d]) + sizes + tuple(self.shape[d + 1:]))
+
+    def squeeze(self, dim=None) -> "Tensor":
+        if dim is None:
+            return self.reshape(tuple(s for s in self.shape if s != 1))
+        axes = self._axes(dim) if self.ndim > 0 else ()
+        if self.ndim == 0:
+            normalize_dim(dim, 0)
+            return self._alias()
+        return self.reshape(tuple(s for i, s in enumerate(self.shape) if not (i in axes and s == 1)))
+
+    def unsqueeze(self, dim: int) -> "Tensor":
+        d = normalize_dim(dim, self.ndim + 1)
+        shape = list(self.shape)
+        shape.insert(d, 1)
+        return self.reshape(tuple(shape))
+
+    def flip(self, *dims) -> "Tensor":
+        dims = _shape_args(dims)
+        axes = tuple(sorted({normalize_dim(d, self.ndim) for d in dims}))
+        if not axes:
+            return self._alias()
+        return self._movement(Op.FLIP, axes)
+
+    def pad(self, padding, value=0.0) -> "Tensor":
+        """Constant padding; `padding` is PyTorch's (last_before, last_after, prev_before, ...)."""
+        if len(padding) % 2 or len(padding) // 2 > self.ndim:
+            raise RuntimeError(f"Padding length must be divisible by 2 and at most twice the number of dims "
+                               f"(got {len(padding)} for a {self.ndim}-d input)")
+        pairs = [(0, 0)] * self.ndim
+        for k in range(len(padding) // 2):
+            pairs[self.ndim - 1 - k] = (int(padding[2 * k]), int(padding[2 * k + 1]))
+        x = self
+        # negative padding crops
+        if any(b < 0 or a < 0 for b, a in pairs):
+            crop = tuple((max(-b, 0), s - max(-a, 0), 1) for (b, a), s in zip(pairs, x.shape))
+            x = x._movement(Op.SHRINK, crop)
+            pairs = [(max(b, 0), max(a, 0)) for b, a in pairs]
+        if all(p == (0, 0) for p in pairs):
+            return x
+        out = x._movement(Op.PAD, tuple(pairs))
+        if value != 0:
+            mask = Tensor._from_node(N.movement(Op.PAD, N.const(True, dtypes.bool_, x._node.shape), tuple(pairs)))
+            out = where(mask, out, value)
+        return out
+
+    def _shrink(self, bounds) -> "Tensor":
+        """bounds: per dim (start, stop, step) with step >= 1."""
+        if all(b == (0, s, 1) for b, s in zip(bounds, self.shape)):
+            return self
+        return self._movement(Op.SHRINK, tuple(bounds))
+
+    def __getitem__(self, index):
+        from .indexing import getitem
+        return getitem(self, index)
+
+    def __setitem__(self, index, value):
+        from .indexing import setitem
+        setitem(self, index, value)
+
+    # ---- in-place versions (they rebind this tensor's value) ----
+    def _inplace(self, result: "Tensor") -> "Tensor":
+        if self.requires_grad and self.is_leaf and is_grad_enabled():
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+        if tuple(result.shape) != tuple(self.shape):
+            raise RuntimeError(f"output with shape {_shape_str(self.shape)} doesn't match the broadcast shape "
+                               f"{_shape_str(result.shape)}")
+        if not self.dtype.is_floating_point and result.dtype.is_floating_point:
+            raise RuntimeError(f"result type Float can't be cast to the desired output type "
+                               f"{ {'int64': 'Long', 'int32': 'Int', 'bool': 'Bool'}[self.dtype.name] }")
+        self._assign(result._node)
+        if result.requires_grad:
+            self._requires_grad = True
+            self._is_leaf = False
+        return self
+
+    def add_(self, other, alpha=1):
+        return self._inplace(self.add(other, alpha=alpha))
+
+    def sub_(self, other, alpha=1):
+        return self._inplace(self.sub(other, alpha=alpha))
+
+    def mul_(self, other):
+        return self._inplace(self.mul(other))
+
+    def div_(self, other):
+        return self._inplace(self.div(other))
+
+    def clamp_(self, min=None, max=None):
+        return self._inplace(self.clamp(min, max))
+
+    def relu_(self):
+        return self._inplace(self.relu())
+
+    def neg_(self):
+        return self._inplace(self.neg())
+
+    def pow_(self, e):
+        return self._inplace(self.pow(e))
+
+    def exp_(self):
+        return self._inplace(self.exp())
+
+    def sqrt_(self):
+        return self._inplace(self.sqrt())
+
+    def __iadd__(self, other):
+        return self.add_(other)
+
+    def __isub__(self, other):
+        return self.sub_(other)
+
+    def __imul__(self, other):
+        return self.mul_(other)
+
+    def __itruediv__(self, other):
+        return self.div_(other)
+
+    def zero_(self):
+        return self.fill_(0)
+
+    def fill_(self, value):
+        if isinstance(value, Tensor):
+            return self._inplace(value.to(self.dtype).expand(self.shape))
+        return self._inplace(self._const_like(value))
+
+    def copy_(self, src):
+        src = src if isinstance(src, Tensor) else tensor(src)
+        try:
+            value = src.to(self.dtype).expand(self.shape)
+        except RuntimeError:
+            raise RuntimeError(f"copy_: the src tensor of shape {_shape_str(src.shape)} cannot be broadcast to "
+                               f"the destination shape {_shape_str(self.shape)}") from None
+        out = self._inplace(Tensor._make(value._node, src))
+        return out
+
+    def uniform_(self, a: float = 0.0, b: float = 1.0):
+        from .random import uniform_array
+        arr = uniform_array(tuple(self.shape), a, b, self.dtype)
+        self._node = N.buffer(Buffer("cpu", self.dtype, arr.size, arr.reshape(-1)), tuple(self.shape))
+        return self
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0):
+        from .random import normal_array
+        arr = normal_array(tuple(self.shape), mean, std, self.dtype)
+        self._node = N.buffer(Buffer("cpu", self.dtype, arr.size, arr.reshape(-1)), tuple(self.shape))
+        return self
+
+    # ---- matrix products and more: defined in lazygrad/linalg.py ----
+    def __matmul__(self, other):
+        from .linalg import matmul
+        return matmul(self, other)
+
+    def __rmatmul__(self, other):
+        from .linalg import matmul
+        return matmul(other, self)
+
+    def matmul(self, other):
+        from .linalg import matmul
+        return matmul(self, other)
+
+    # ---- autograd entry points: defined in lazygrad/autograd.py ----
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        from .autograd import backward
+        backward(self, gradient, inputs=inputs)
+
+
+class Size(tuple):
+    """torch.Size: a tuple of ints that prints as `torch.Size([2, 3])`."""
+
+    def __repr__(self) -> str:
+        return f"lazygrad.Size([{', '.join(str(s) for s in self)}])"
+
+    __str__ = __repr__
+
+    def numel(self) -> int:
+        return math.prod(self)
+
+
+# ---- helpers used by the methods above ----
+
+def _shape_of(x) -> tuple:
+    if isinstance(x, Tensor):
+        return tuple(x.shape)
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return np.shape(x)
+    return ()
+
+
+def _lift(x, dtype: DType, shape: tuple) -> Node:
+    """x (Tensor, Python number, list) as a node of `dtype` broadcast to `shape`."""
+    if isinstance(x, Tensor):
+        node = N.cast(x._node, dtype)
+    elif _is_scalar(x):
+        return N.const(x, dtype, shape)
+    else:
+        node = N.cast(tensor(x)._node, dtype)
+    return _broadcast_node(node, shape)
+
+
+def _broadcast_node(node: Node, shape: tuple) -> Node:
+    if node.shape == shape:
+        return node
+    lead = len(shape) - len(node.shape)
+    if lead:
+        node = N.movement(Op.RESHAPE, node, (1,) * lead + node.shape)
+    if node.op is Op.CONST and node.realized is None:
+        return N.const(node.arg, node.dtype, shape)
+    return N.movement(Op.EXPAND, node, shape)
+
+
+def _scalar_tensor(value, like: Tensor) -> Tensor:
+    return Tensor._from_node(N.const(value, dtypes.scalar_dtype(value), ()))
+
+
+def _both_int(a, b) -> bool:
+    da = a.dtype if isinstance(a, Tensor) else dtypes.scalar_dtype(a)
+    db = b.dtype if isinstance(b, Tensor) else dtypes.scalar_dtype(b)
+    return not da.is_floating_point and not db.is_floating_point
+
+
+def _int_result(x: Tensor, a, b) -> Tensor:
+    return x
+
+
+def _as_bool(x) -> Tensor:
+    if not isinstance(x, Tensor):
+        x = tensor(x)
+    return x if x.dtype.is_bool else x.bool()
+
+
+def _require_bool(name, a, b):
+    for x in (a, b):
+        dt = x.dtype if isinstance(x, Tensor) else dtypes.scalar_dtype(x)
+        if dt.is_floating_point:
+            raise RuntimeError(f'"{name}_cpu" not implemented for \'Float\'')
+        if not dt.is_bool:
+            raise NotImplementedError(f"{name} on integer tensors is not implemented in lazygrad (bool only)")
+
+
+def _logical_not(x: Tensor) -> Tensor:
+    return Tensor._make(N.binary(Op.CMPEQ, x._node, N.const(False, dtypes.bool_, x._node.shape)), x)
+
+
+def _negate_order(x: Tensor) -> Tensor:
+    """An order-reversing map used to build min from max: -x for floats, ~x for ints, not x for bools."""
+    if x.dtype.is_bool:
+        return _logical_not(x)
+    if x.dtype.is_floating_point:
+        return -x
+    return -x - 1  # bitwise not: never overflows, unlike -x on the smallest integer
+
+
+def _floor_div(a, b) -> Tensor:
+    na, nb, dtype = Tensor._operands(a, b, "floor_divide")
+    inputs = [x for x in (a, b) if isinstance(x, Tensor)]
+    if dtype.is_bool:
+        raise RuntimeError("floor_divide(): bool inputs are not supported")
+    if dtype.is_floating_point:
+        q = Tensor._make(N.binary(Op.MUL, na, N.unary(Op.RECIP, nb)), *inputs)
+        return q.floor()
+    ta, tb = Tensor._make(na, *inputs), Tensor._make(nb, *inputs)
+    q = Tensor._make(N.binary(Op.IDIV, na, nb), *inputs)
+    r = Tensor._make(N.binary(Op.MOD, na, nb), *inputs)
+    adjust = (r != 0) & ((r < 0) != (tb < 0))
+    return q - adjust._cast(dtype)
+
+
+def _remainder(a, b) -> Tensor:
+    """Python's / PyTorch's remainder: the result has the sign of the divisor."""
+    na, nb, dtype = Tensor._operands(a, b, "remainder")
+    inputs = [x for x in (a, b) if isinstance(x, Tensor)]
+    tb = Tensor._make(nb, *inputs)
+    r = Tensor._make(N.binary(Op.MOD, na, nb), *inputs)
+    adjust = (r != 0) & ((r < 0) != (tb < 0))
+    return where(adjust, r + tb, r)
+
+
+def _pow(base, exponent) -> Tensor:
+    if _is_scalar(exponent) and isinstance(base, Tensor):
+        e = exponent
+        if not isinstance(e, bool) and float(e) == int(e) and abs(e) <= 64 and (
+                base.dtype.is_floating_point or e >= 0):
+            e = int(e)
+            dtype = dtypes.result_type((base.dtype, base._priority()), (dtypes.scalar_dtype(exponent), 0))
+            x = base.to(dtype)
+            if e == 0:
+                return Tensor._make(N.const(1, dtype, x._node.shape), base)
+            result, power, n = None, x, abs(e)
+            while n:  # exponentiation by squaring: exact for integers, like PyTorch
+                if n & 1:
+                    result = power if result is None else result * power
+                n >>= 1
+                if n:
+                    power = power * power
+            return result.reciprocal() if e < 0 else result
+        if isinstance(e, float) and e == 0.5:
+            return base._float_input().sqrt()
+        if not base.dtype.is_floating_point and isinstance(e, int) and e < 0:
+            raise RuntimeError("Integers to negative integer powers are not allowed.")
+    na, nb, dtype = Tensor._operands(base, exponent, "pow")
+    inputs = [x for x in (base, exponent) if isinstance(x, Tensor)]
+    work = dtype if dtype.is_floating_point else dtypes.float64
+    x = Tensor._make(N.cast(na, work), *inputs)
+    y = Tensor._make(N.cast(nb, work), *inputs)
+    magnitude = (y * x.abs().log2()).exp2()
+    y_is_int = y.trunc() == y
+    y_is_odd = y_is_int & ((y * 0.5).trunc() != y * 0.5)
+    negative_base = x < 0
+    out = where(negative_base, where(y_is_int, where(y_is_odd, -magnitude, magnitude), float("nan")), magnitude)
+    out = where(y == 0, 1.0, out)            # x**0 == 1, even for nan
+    out = where(x == 1, 1.0, out)            # 1**y == 1, even for nan
+    if not dtype.is_floating_point:
+        out = out.round()
+    return out.to(dtype)
+
+
+def _arg_extreme(x: Tensor, dim, keepdim: bool, largest: bool) -> Tensor:
+    name = "argmax" if largest else "argmin"
+    if dim is None:
+        x._check_nonempty(name, None)
+        flat = x.reshape(-1)
+        return _arg_extreme(flat, 0, False, largest) if not keepdim else \
+            _arg_extreme(flat, 0, False, largest).reshape((1,) * x.ndim)
+    d = normalize_dim(dim, x.ndim)
+    x._check_nonempty(name, d)
+    key = x if largest else _negate_order(x)
+    best = key.amax(d, keepdim=True)
+    hit = key == best
+    if key.dtype.is_floating_point:
+        hit = hit | (key != key)  # NaN wins, like PyTorch
+    n = x.shape[d]
+    positions = _arange_node(n).reshape(tuple(n if i == d else 1 for i in range(x.ndim)))
+    candidates = where(hit, positions, n)
+    # the first hit: the smallest position, i.e. minus the max of minus positions
+    first = -((-candidates).amax(d, keepdim=keepdim))
+    return first
+
+
+def _arange_node(n: int) -> Tensor:
+    return arange(n)
+
+
+def where(condition, input, other) -> Tensor:
+    """torch.where(condition, input, other) with broadcasting and type promotion."""
+    cond = _as_bool(condition) if isinstance(condition, Tensor) else tensor(condition).bool()
+    a_is, b_is = isinstance(input, Tensor), isinstance(other, Tensor)
+    if not a_is and not b_is:
+        dtype = dtypes.result_type((dtypes.scalar_dtype(input), 0), (dtypes.scalar_dtype(other), 0))
+    else:
+        ops = [((x.dtype, x._priority()) if isinstance(x, Tensor) else (dtypes.scalar_dtype(x), 0))
+               for x in (input, other)]
+        dtype = dtypes.result_type(*ops)
+    try:
+        shape = broadcast_shapes(broadcast_shapes(tuple(cond.shape), _shape_of(input)), _shape_of(other))
+    except RuntimeError as e:
+        raise RuntimeError(f"where: {e}") from None
+    node = N.where(_broadcast_node(cond._node, shape), _lift(input, dtype, shape), _lift(other, dtype, shape))
+    return Tensor._make(node, *(x for x in (cond, input, other) if isinstance(x, Tensor)))
+
+
+def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False) -> Tensor:
+    a = a if isinstance(a, Tensor) else tensor(a)
+    diff = (a - b).abs()
+    b_abs = b.abs() if isinstance(b, Tensor) else abs(b)
+    close = (diff <= atol + rtol * b_abs) | (a == b)
+    if equal_nan:
+        close = close | (a.isnan() & (b.isnan() if isinstance(b, Tensor) else (b != b)))
+    return close
+
+
+def _shape_args(args) -> tuple:
+    if len(args) == 1 and isinstance(args[0], (tuple, list, Size)):
+        args = args[0]
+    out = []
+    for a in args:
+        if isinstance(a, Tensor):
+            a = int(a.item())
+        if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
+            raise TypeError(f"expected a sequence of integers, but got {type(a).__name__}")
+        out.append(int(a))
+    return tuple(out)
+
+
+def realize(*tensors: Tensor) -> None:
+    """Realise several tensors in one schedule (shared work is computed once)."""
+    nodes = [t._node for t in tensors if t._node.realized is None and t._node.op is not Op.BUFFER]
+    if nodes:
+        _realize.realize(nodes)
+    for t in tensors:
+        node = t._node
+        if node.realized is not None and not t._requires_grad:
+            # nothing needs this tensor's history any more: drop the graph, keep the buffer
+            t._node = N.buffer(node.realized, node.shape)
+
+
+def tensor(data, dtype: DType | None = None, device=None, requires_grad: bool = False) -> Tensor:
+    """lazygrad.tensor: int lists give int64, float lists float32, NumPy arrays keep their dtype."""
+    _device.normalize(device)
+    arr = _to_numpy_data(data, dtype)
+    t = object.__new__(Tensor)
+    t._init_from_array(arr, requires_grad)
+    return t
+
+
+from .creation import arange  # noqa: E402  (creation builds on Tensor)
