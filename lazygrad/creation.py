@@ -135,7 +135,7 @@ def randn_like(t, dtype: DType | None = None):
 def from_numpy(arr: np.ndarray):
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"expected np.ndarray (got {type(arr).__name__})")
-    return _from_array(np.ascontiguousarray(arr).astype(dtypes.from_numpy(arr.dtype).np, copy=True))
+    return _from_array(np.array(arr, dtype=dtypes.from_numpy(arr.dtype).np, order="C", copy=True))
 
 
 def as_tensor(data, dtype: DType | None = None, device=None):

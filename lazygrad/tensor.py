@@ -151,7 +151,7 @@ class Tensor:
         self._init_from_array(arr, requires_grad)
 
     def _init_from_array(self, arr: np.ndarray, requires_grad: bool) -> None:
-        arr = np.ascontiguousarray(arr)
+        arr = np.array(arr, order="C", copy=False) if arr.flags.c_contiguous else np.array(arr, order="C")
         dtype = dtypes.from_numpy(arr.dtype)
         buf = Buffer("cpu", dtype, arr.size, arr.reshape(-1))
         self._node = N.buffer(buf, arr.shape)
