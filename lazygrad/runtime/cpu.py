@@ -57,12 +57,15 @@ class _Engine:
             if kernel is not None:
                 stats.bump("memory_cache_hits")
                 return kernel
-            name = f"{program.name}_{key[:16]}"
+            # the symbol depends only on the key: the disk cache may hold this object from another program
+            name = f"lazygrad_{key[:24]}"
             named_ir = ir_text.replace('@"kernel"', f'@"{name}"', 1)
             obj = cache.object_code(named_ir, key)
             self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
             self.engine.finalize_object()
             address = self.engine.get_function_address(name)
+            if not address:
+                raise RuntimeError(f"kernel {name} was not found after loading its object code")
             argtypes = [ctypes.c_void_p] * len(program.params) + [ctypes.c_int64, ctypes.c_int64]
             fn = ctypes.CFUNCTYPE(None, *argtypes)(address)
             kernel = CompiledKernel(program, name, fn, named_ir)
