@@ -18,6 +18,8 @@ from .. import stats
 from . import llvm as llvm_backend
 
 _MAGIC = b"LGK1"
+# Bumped whenever what an entry holds changes (e.g. how its symbol is named), so old entries are never used.
+FORMAT_VERSION = "2"
 
 
 def cache_dir() -> str | None:
@@ -33,6 +35,7 @@ def kernel_key(ir_text: str) -> str:
     h.update(ir_text.encode())
     h.update(llvm_backend.host_description().encode())
     h.update(llvmlite.__version__.encode())
+    h.update(FORMAT_VERSION.encode())
     return h.hexdigest()
 
 
