@@ -107,7 +107,7 @@ def _to_numpy_data(data, dtype: DType | None) -> np.ndarray:
         return arr.astype((dtype or data.dtype).np, copy=True)
     if isinstance(data, np.ndarray):
         inferred = dtypes.from_numpy(data.dtype)
-        return np.ascontiguousarray(data, dtype=(dtype or inferred).np).copy()
+        return np.array(data, dtype=(dtype or inferred).np, order="C", copy=True)
     if _is_scalar(data):
         inferred = dtypes.scalar_dtype(data)
         return np.array(data, dtype=(dtype or inferred).np)

@@ -127,9 +127,14 @@ class BufferPool:
 pool = BufferPool()
 
 
-def launch(kernel: CompiledKernel, arrays: list) -> list:
-    """Run a kernel over its whole outermost loop. Returns the error flags (one per slice)."""
-    program = kernel.program
+def launch(kernel: CompiledKernel, arrays: list, program: Program | None = None) -> list:
+    """Run a kernel over its whole outermost loop. Returns the error flags (one per slice).
+
+    `program` must be the caller's own Program: two programs that differ only in the
+    trip count of their outermost loop (passed as start/end) share one compiled kernel,
+    so `kernel.program` may be the other one.
+    """
+    program = program or kernel.program
     size = program.outer_size
     pointers = [a.ctypes.data for a in arrays]
     error_param = program.error_param

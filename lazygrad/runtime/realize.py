@@ -39,9 +39,10 @@ def debug_level() -> int:
 class Step:
     """One kernel launch in a plan: where its inputs come from and where its output goes."""
 
-    def __init__(self, kernel, compiled, inputs, output_slot):
+    def __init__(self, kernel, program, compiled, inputs, output_slot):
         self.kernel = kernel        # the scheduled Kernel (nodes of the first graph seen)
-        self.compiled = compiled    # CompiledKernel
+        self.program = program      # its loop Program (outer_size is this step's own)
+        self.compiled = compiled    # CompiledKernel (possibly shared with other programs)
         self.inputs = inputs        # list of ("leaf", i) or ("tmp", j)
         self.output_slot = output_slot
 
@@ -103,7 +104,7 @@ def _build_plan(roots: list[Node], leaves: list[Node]) -> Plan:
         slot = ("tmp", len(tmp_meta))
         tmp_meta.append((kernel.output.dtype, kernel.output.numel))
         out_slot[id(kernel.output)] = slot
-        steps.append(Step(kernel, compiled, inputs, slot))
+        steps.append(Step(kernel, program, compiled, inputs, slot))
         if level >= 3:
             print(program.text())
         if level >= 4:
@@ -158,10 +159,10 @@ def run_plan(plan: Plan, roots: list[Node], leaves: list[Node]) -> None:
             out = cpu.pool.take(dtype.np, numel)
             tmp_arrays[step.output_slot[1]] = out
             arrays = [out] + [leaf_arrays[j] if kind == "leaf" else tmp_arrays[j] for kind, j in step.inputs]
-            if step.compiled.program.error_param is not None:
+            if step.program.error_param is not None:
                 arrays.append(None)  # filled per slice by the launcher
             t0 = time.perf_counter()
-            flags = cpu.launch(step.compiled, arrays)
+            flags = cpu.launch(step.compiled, arrays, step.program)
             elapsed = time.perf_counter() - t0
             timings.append(elapsed)
             if level >= 1:
