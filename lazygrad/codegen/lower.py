@@ -10,24 +10,70 @@ graph:
   validity mask, a reshape flattens and unflattens it);
 * leaves (buffers, constants, outputs of earlier kernels) are loaded at the
   resulting address;
-* the kernel's reduction (if any) opens inner loops over the reduced axes
-  and accumulates;
+* a reduction opens inner loops over the reduced axes and accumulates;
 * a gather loads its index and uses it as one entry of the source's index.
 
 Identical instructions are emitted once per loop scope, which is how shared
 subexpressions and repeated index arithmetic are computed only once.
+
+Three loop structures are chosen from, per kernel:
+
+1. The plain nest: one loop per output axis, in order, and for a reduction
+   an inner loop over the reduced axes per output element. Right for
+   elementwise kernels and for reductions over the innermost, contiguous
+   axis (`x.sum(-1)`): the inner loop reads memory in order, and LLVM
+   vectorises it as a reduction.
+
+2. Reductions broadcast back into the kernel (`x - x.max(1, keepdim=True)`,
+   softmax; see `schedule.py`): the output axes that the reductions do not
+   depend on (the reduced ones) become the innermost loops. Before entering
+   them, at each outer index, every such reduction is computed once, in its
+   own loop ("hoisted"); the inner loops then read the accumulated value.
+   A row softmax becomes: for each row, loop 1 finds the max, loop 2 sums
+   exp(x - max), loop 3 writes exp(x - max) / sum.
+
+3. The register-blocked ("upcast") nest for reductions whose reduced axis is
+   not the contiguous one: matmul `(a[:, :, None] * b[None]).sum(1)` reads
+   b[k, m] with stride M along k, and `x.sum(0)` reads down columns. The
+   output's last axis m (contiguous in the output and, here, in the data) is
+   cut into blocks of U elements and its second-to-last axis n into blocks of
+   R rows; the reduction loop runs once per R x U block with R*U scalar
+   accumulators, and inside it every accumulator is updated:
+
+       for n0 in blocks of R:                     # split across threads
+         for m0 in blocks of U:
+           acc[r][u] = 0                          # R*U accumulators
+           for k:
+             acc[r][u] += a[n0+r, k] * b[k, m0+u] # U consecutive loads of b
+           out[n0+r, m0+u] = acc[r][u]
+
+   The U consecutive loads and updates are what LLVM's SLP vectoriser turns
+   into vector loads and fused multiply-adds, and the accumulators stay in
+   registers. Each a[n0+r, k] is loaded once and reused U times, each b[k, m]
+   R times. Sizes that are not multiples of the block are handled without a
+   remainder loop: the last block starts at size - U, overlapping the one
+   before, and recomputes (identically) a few outputs.
+
+The loop program stays scalar and target-independent: the blocking is only
+unrolled scalar code, which a GPU renderer can take as it is.
 """
 from __future__ import annotations
 
 import math
 
 from ..ir import dtypes
-from ..ir.node import Node
-from ..ir.ops import Op, ELEMENTWISE, REDUCE
+from ..ir.node import Node, toposort
+from ..ir.ops import Op, ELEMENTWISE, MOVEMENT, REDUCE
 from . import symbolic
 from .program import INDEX, Instr, Program, lowest_of, zero_of
 
 LOG2E = math.log2(math.e)
+
+# Register blocking of the upcast nest (structure 3): U outputs along the
+# contiguous axis times R rows. 6 x 16 float32 accumulators are twelve 256-bit
+# registers, the classic AVX2 matmul block (16 registers in all).
+UPCAST_U = 16
+UPCAST_R = 6
 
 
 def contiguous_strides(shape) -> tuple:
@@ -36,6 +82,62 @@ def contiguous_strides(shape) -> tuple:
         strides.append(acc)
         acc *= s
     return tuple(reversed(strides))
+
+
+def flat_index(idx, shape) -> symbolic.Expr:
+    """The row-major offset of `idx` in a contiguous array of `shape`."""
+    addr = symbolic.Expr.of(0)
+    for e, stride in zip(idx, contiguous_strides(shape)):
+        addr = addr + e * stride
+    return addr
+
+
+def movement_index(node: Node, idx: tuple) -> tuple:
+    """The index into node.src[0] that element `idx` of a movement node reads.
+
+    PAD is not handled here: it also needs a validity condition (see `Lowerer._render`).
+    """
+    op = node.op
+    if op is Op.RESHAPE:
+        src_shape = node.src[0].shape
+        flat = flat_index(idx, node.shape)
+        return tuple((flat // stride) % size if size > 1 else symbolic.Expr.of(0)
+                     for size, stride in zip(src_shape, contiguous_strides(src_shape)))
+    if op is Op.PERMUTE:
+        new_idx = [None] * len(idx)
+        for out_axis, src_axis in enumerate(node.arg):
+            new_idx[src_axis] = idx[out_axis]
+        return tuple(new_idx)
+    if op is Op.EXPAND:
+        return tuple(symbolic.Expr.of(0) if s == 1 else e for e, s in zip(idx, node.src[0].shape))
+    if op is Op.SHRINK:
+        return tuple(e * step + start for e, (start, _, step) in zip(idx, node.arg))
+    if op is Op.FLIP:
+        return tuple((e * -1 + (s - 1)) if axis in node.arg else e
+                     for axis, (e, s) in enumerate(zip(idx, node.shape)))
+    raise ValueError(f"movement_index: {op.name}")
+
+
+def expr_vars(e: symbolic.Expr) -> set:
+    """Names of the loop variables an index expression depends on (also inside // and %)."""
+    names = set()
+    for atom, _ in e.terms:
+        if atom.kind == "var":
+            names.add(atom.a)
+        elif atom.kind in ("div", "mod"):
+            names |= expr_vars(atom.a)
+    return names
+
+
+def var_stride(e: symbolic.Expr, name: str):
+    """How far `e` moves when loop variable `name` steps by one, or None when not affine in it."""
+    coeff = 0
+    for atom, c in e.terms:
+        if atom.kind == "var" and atom.a == name:
+            coeff += c
+        elif atom.kind in ("div", "mod") and name in expr_vars(atom.a):
+            return None
+    return coeff
 
 
 class _Builder:
@@ -94,7 +196,27 @@ class Lowerer:
         self.error_acc = None
         self.value_memo: list[dict] = [{}]
         self.loop_vars: dict[str, int] = {}
+        self.loop_count = 0
         self.work = 0
+        # the reductions computed inside this kernel, sources before consumers
+        self.reduces = [n for n in toposort([kernel.output])
+                        if n.op in REDUCE and id(n) not in self.param_of]
+
+    # ---- loops ----
+    def new_var(self, prefix: str, size: int) -> tuple[str, symbolic.Expr]:
+        name = f"{prefix}{self.loop_count}"
+        self.loop_count += 1
+        return name, symbolic.var(name, size)
+
+    def open_loop(self, name: str, start: int, end: int) -> int:
+        loop = self.b.open_loop(name, start, end)
+        self.value_memo.append({})
+        self.loop_vars[name] = loop
+        return loop
+
+    def close_loop(self, loop: int) -> None:
+        self.b.close_loop(loop)
+        self.value_memo.pop()
 
     # ---- index expressions ----
     def render_index(self, e: symbolic.Expr) -> int:
@@ -136,6 +258,94 @@ class Lowerer:
             out = self.b.alu("AND", dtypes.bool_, out, c)
         return out
 
+    # ---- looking ahead without emitting ----
+    def find_reads(self, root: Node, idx: tuple, targets: set) -> dict | None:
+        """At which indices rendering `root` at `idx` would read each node in `targets`.
+
+        Returns {id(target): [idx, ...]}, or None when a target sits below an op
+        whose index this walk does not follow (a pad, a gather, another reduction).
+        Nothing is emitted: this is how the lowering plans its loops ahead.
+        """
+        reaches: dict[int, bool] = {}
+
+        def reaching(n: Node) -> bool:
+            if id(n) not in reaches:
+                if id(n) in targets:
+                    reaches[id(n)] = True
+                elif id(n) in self.param_of or n.op is Op.CONST:
+                    reaches[id(n)] = False
+                else:
+                    reaches[id(n)] = any(reaching(s) for s in n.src)
+            return reaches[id(n)]
+
+        found: dict[int, list] = {}
+        seen = set()
+        stack = [(root, idx)]
+        while stack:
+            n, i = stack.pop()
+            if (id(n), i) in seen or not reaching(n):
+                continue
+            seen.add((id(n), i))
+            if id(n) in targets:
+                found.setdefault(id(n), []).append(i)
+            elif n.op in ELEMENTWISE:
+                stack.extend((s, i) for s in n.src)
+            elif n.op in MOVEMENT and n.op is not Op.PAD:
+                stack.append((n.src[0], movement_index(n, i)))
+            else:
+                return None
+        return found
+
+    def leaf_addresses(self, root: Node, idx: tuple) -> list:
+        """The address expression of every buffer element read when rendering `root` at `idx`.
+
+        Used to decide which loop should be innermost: the one that walks memory
+        with stride 0 or 1. A pad's shifted index is followed (its mask does not
+        move the address); a gather's loaded index is unknown and not followed.
+        """
+        out, seen, stack = [], set(), [(root, idx)]
+        while stack:
+            n, i = stack.pop()
+            if (id(n), i) in seen:
+                continue
+            seen.add((id(n), i))
+            if id(n) in self.param_of:
+                out.append(flat_index(i, n.shape))
+            elif n.op is Op.CONST:
+                continue
+            elif n.op in ELEMENTWISE:
+                stack.extend((s, i) for s in n.src)
+            elif n.op is Op.PAD:
+                stack.append((n.src[0], tuple(e - before for e, (before, _) in zip(i, n.arg))))
+            elif n.op in MOVEMENT:
+                stack.append((n.src[0], movement_index(n, i)))
+            elif n.op in REDUCE:
+                new_idx = list(i)
+                for axis in n.arg:
+                    new_idx[axis] = symbolic.var(f"?{axis}", n.src[0].shape[axis])
+                stack.append((n.src[0], tuple(new_idx)))
+        return out
+
+    def hoist_reductions(self, root: Node, idx: tuple, inner: set) -> None:
+        """Compute, here and now, every reduction that `root` reads at an index independent of `inner`.
+
+        `inner` names the loop variables of loops about to be opened. A reduction
+        whose index does not mention them has one value for all their iterations:
+        computing it before the loops (instead of lazily, inside them) is what
+        makes a broadcast reduction cost one pass per row rather than one per
+        element. The result lands in the value memo, where the later render finds it.
+        """
+        targets = {id(n) for n in self.reduces if n is not root}
+        if not targets:
+            return
+        reads = self.find_reads(root, idx, targets)
+        if not reads:
+            return
+        for node in self.reduces:  # sources first: a max is ready before the sum that reads it
+            for ridx in reads.get(id(node), ()):
+                if not any(expr_vars(e) & inner for e in ridx):
+                    self.render(node, ridx, None)
+
     # ---- values ----
     def render(self, node: Node, idx: tuple, gate) -> int:
         key = (id(node), idx, gate)
@@ -151,10 +361,7 @@ class Lowerer:
         if node.op is Op.CONST and id(node) not in self.param_of:
             return b.const(node.arg, node.dtype)
         if id(node) in self.param_of:
-            addr = symbolic.Expr.of(0)
-            for e, stride in zip(idx, contiguous_strides(node.shape)):
-                addr = addr + e * stride
-            addr_ref = self.render_index(addr)
+            addr_ref = self.render_index(flat_index(idx, node.shape))
             if gate is not None:
                 addr_ref = b.alu("WHERE", INDEX, gate, addr_ref, b.const(0, INDEX))
             return b.emit("load", node.dtype, (self.param_of[id(node)], addr_ref), dedup=True)
@@ -171,30 +378,6 @@ class Lowerer:
                              self.render(node.src[1].src[0], idx, gate))
             srcs = [self.render(s, idx, gate) for s in node.src]
             return b.alu(op.name, node.dtype, *srcs)
-        if op is Op.RESHAPE:
-            src_shape = node.src[0].shape
-            flat = symbolic.Expr.of(0)
-            for e, stride in zip(idx, contiguous_strides(node.shape)):
-                flat = flat + e * stride
-            new_idx = tuple((flat // stride) % size if size > 1 else symbolic.Expr.of(0)
-                            for size, stride in zip(src_shape, contiguous_strides(src_shape)))
-            return self.render(node.src[0], new_idx, gate)
-        if op is Op.PERMUTE:
-            new_idx = [None] * len(idx)
-            for out_axis, src_axis in enumerate(node.arg):
-                new_idx[src_axis] = idx[out_axis]
-            return self.render(node.src[0], tuple(new_idx), gate)
-        if op is Op.EXPAND:
-            src_shape = node.src[0].shape
-            new_idx = tuple(symbolic.Expr.of(0) if s == 1 else e for e, s in zip(idx, src_shape))
-            return self.render(node.src[0], new_idx, gate)
-        if op is Op.SHRINK:
-            new_idx = tuple(e * step + start for e, (start, _, step) in zip(idx, node.arg))
-            return self.render(node.src[0], new_idx, gate)
-        if op is Op.FLIP:
-            new_idx = tuple((e * -1 + (s - 1)) if axis in node.arg else e
-                            for axis, (e, s) in enumerate(zip(idx, node.shape)))
-            return self.render(node.src[0], new_idx, gate)
         if op is Op.PAD:
             src_shape = node.src[0].shape
             conds, new_idx = [], []
@@ -206,39 +389,52 @@ class Lowerer:
                 return self.render(node.src[0], tuple(new_idx), gate)
             inner = self.render(node.src[0], tuple(new_idx), self._and(gate, valid))
             return b.alu("WHERE", node.dtype, valid, inner, b.const(zero_of(node.dtype), node.dtype))
+        if op in MOVEMENT:
+            return self.render(node.src[0], movement_index(node, idx), gate)
         if op in REDUCE:
-            return self.render_reduce(node, idx, gate)
+            return self.render_reduce(node, [idx], gate)[0]
         if op is Op.GATHER:
             return self.render_gather(node, idx, gate)
         raise NotImplementedError(f"lowering of {op.name} is not implemented")
 
-    def render_reduce(self, node: Node, idx: tuple, gate) -> int:
+    def render_reduce(self, node: Node, idxs: list, gate) -> list:
+        """Reduce `node` at several output indices at once: one loop nest, one accumulator per index.
+
+        With one index this is the plain reduction loop; with R*U indices it is
+        the register block of the upcast nest. Returns the accumulated values,
+        which are also left in the value memo.
+        """
         b = self.b
         src = node.src[0]
-        init = 0 if node.op is Op.SUM else lowest_of(node.dtype)
-        if node.op is Op.SUM:
-            init = zero_of(node.dtype)
-        acc = b.emit("acc", node.dtype, (), init, dedup=False)
-        loops = []
-        new_idx = list(idx)
+        init = zero_of(node.dtype) if node.op is Op.SUM else lowest_of(node.dtype)
+        # the reduction loops' variables; axes of size 1 need no loop
+        loop_vars, axis_index = [], {}
         for axis in node.arg:
             size = src.shape[axis]
             if size == 1:
-                new_idx[axis] = symbolic.Expr.of(0)
-                continue
-            name = f"r{axis}_{len(b.instrs)}"
-            start, end = b.const(0, INDEX), b.const(size, INDEX)
-            loop = b.open_loop(name, start, end)
-            self.value_memo.append({})
-            self.loop_vars[name] = loop
-            loops.append(loop)
-            new_idx[axis] = symbolic.var(name, size)
-        value = self.render(src, tuple(new_idx), gate)
-        b.emit("update", None, (acc, value), "ADD" if node.op is Op.SUM else "MAX", dedup=False)
+                axis_index[axis] = symbolic.Expr.of(0)
+            else:
+                name, v = self.new_var("r", size)
+                loop_vars.append((name, size))
+                axis_index[axis] = v
+        src_idxs = [tuple(axis_index.get(axis, e) for axis, e in enumerate(idx)) for idx in idxs]
+        if gate is None:
+            inner = {name for name, _ in loop_vars}
+            for src_idx in src_idxs:
+                self.hoist_reductions(src, src_idx, inner)
+        accs = [b.emit("acc", node.dtype, (), init, dedup=False) for _ in idxs]
+        loops = [self.open_loop(name, b.const(0, INDEX), b.const(size, INDEX)) for name, size in loop_vars]
+        for acc, src_idx in zip(accs, src_idxs):
+            value = self.render(src, src_idx, gate)
+            b.emit("update", None, (acc, value), "ADD" if node.op is Op.SUM else "MAX", dedup=False)
         for loop in reversed(loops):
-            b.close_loop(loop)
-            self.value_memo.pop()
-        return b.emit("read", node.dtype, (acc,), dedup=False)
+            self.close_loop(loop)
+        refs = []
+        for acc, idx in zip(accs, idxs):
+            ref = b.emit("read", node.dtype, (acc,), dedup=False)
+            self.value_memo[-1][(id(node), idx, gate)] = ref
+            refs.append(ref)
+        return refs
 
     def render_gather(self, node: Node, idx: tuple, gate) -> int:
         b = self.b
@@ -268,50 +464,153 @@ class Lowerer:
             bad = b.alu("AND", dtypes.bool_, bad, gate)
         b.emit("update", None, (self.error_acc, bad), "OR", dedup=False)
 
+    # ---- loop structures ----
+    def store(self, idx: tuple, value: int) -> None:
+        addr = self.render_index(flat_index(idx, self.kernel.output.shape))
+        self.b.emit("store", None, (0, addr, value), dedup=False)
+
+    def plan_upcast(self, out_vars: dict):
+        """(m_axis, U, n_axis, R) for the register-blocked nest, or None when the plain nest is better.
+
+        The blocked nest pays off when the kernel's one reduction would walk
+        memory with a stride along its innermost reduced axis but contiguously
+        (or not at all) along the output's last axis.
+        """
+        if len(self.reduces) != 1:
+            return None
+        red = self.reduces[0]
+        out = self.kernel.output
+        axes = [a for a, s in enumerate(out.shape) if s > 1]
+        if not axes or out.shape[axes[-1]] < 8 or any(s.op is Op.GATHER for s in self.kernel.nodes):
+            return None
+        m_axis = axes[-1]
+        full_idx = tuple(out_vars.get(a, symbolic.Expr.of(0)) for a in range(len(out.shape)))
+        reads = self.find_reads(out, full_idx, {id(red)})
+        if not reads or len(reads.get(id(red), ())) != 1:
+            return None
+        red_idx = reads[id(red)][0]
+        reduced = [a for a in red.arg if red.src[0].shape[a] > 1]
+        if not reduced:
+            return None
+        src_idx = list(red_idx)
+        for a in red.arg:
+            src_idx[a] = symbolic.var(f"?r{a}", red.src[0].shape[a]) if red.src[0].shape[a] > 1 else symbolic.Expr.of(0)
+        addresses = self.leaf_addresses(red.src[0], tuple(src_idx))
+        k_name, m_name = f"?r{reduced[-1]}", f"i{m_axis}"
+
+        def strided(addr, name):
+            s = var_stride(addr, name)
+            return s is None or s not in (0, 1)
+        bad_plain = sum(strided(a, k_name) for a in addresses)
+        bad_upcast = sum(strided(a, m_name) for a in addresses)
+        if bad_upcast >= bad_plain:
+            return None
+        u = UPCAST_U if out.shape[m_axis] >= UPCAST_U else 8
+        n_axis = axes[-2] if len(axes) >= 2 else None
+        r = UPCAST_R if n_axis is not None and out.shape[n_axis] >= UPCAST_R else 1
+        return m_axis, u, (n_axis if r > 1 else None), r
+
     def lower(self) -> Program:
         kernel, b = self.kernel, self.b
         out = kernel.output
         shape = out.shape
-        # loops over the output's dims of size > 1; the outermost is bounded by start/end
-        idx = []
-        loops = []
-        outer_size = 1
-        start_arg = b.emit("arg", INDEX, (), "start", dedup=False)
-        end_arg = b.emit("arg", INDEX, (), "end", dedup=False)
-        for axis, size in enumerate(shape):
-            if size == 1:
-                idx.append(symbolic.Expr.of(0))
-                continue
-            name = f"i{axis}"
-            if not loops:
-                outer_size = size
-                loop = b.open_loop(name, start_arg, end_arg)
-            else:
-                loop = b.open_loop(name, b.const(0, INDEX), b.const(size, INDEX))
-            self.value_memo.append({})
-            self.loop_vars[name] = loop
-            loops.append(loop)
-            idx.append(symbolic.var(name, size))
-        if not loops:  # a single element: one iteration of a loop from start to end
-            loop = b.open_loop("i", start_arg, end_arg)
-            loops.append(loop)
-            self.value_memo.append({})
-        idx = tuple(idx)
-        value = self.render(out, idx, None)
-        addr = symbolic.Expr.of(0)
-        for e, stride in zip(idx, contiguous_strides(shape)):
-            addr = addr + e * stride
-        b.emit("store", None, (0, self.render_index(addr), value), dedup=False)
-        for loop in reversed(loops):
-            b.close_loop(loop)
-            self.value_memo.pop()
+        self.start_arg = b.emit("arg", INDEX, (), "start", dedup=False)
+        self.end_arg = b.emit("arg", INDEX, (), "end", dedup=False)
+        self.outer_size = None
+        self.loops: list[int] = []
+        # plan with placeholder variables named after the output axes
+        out_vars = {a: symbolic.var(f"i{a}", s) for a, s in enumerate(shape) if s > 1}
+        upcast = self.plan_upcast(out_vars)
+        if upcast is not None:
+            self.lower_upcast(*upcast)
+        else:
+            self.lower_plain(out_vars)
+        for loop in reversed(self.loops):
+            self.close_loop(loop)
         instrs = b.instrs
         if self.error_acc is not None:
             instrs = _hoist_error_flag(instrs, self.error_param)
         work = max(1, self.work) * max(1, out.numel)
-        if kernel.reduce is not None:
-            work *= max(1, kernel.reduce.src[0].numel // max(1, kernel.reduce.numel))
-        return Program(kernel.name, self.params, instrs, outer_size, self.error_param, work)
+        for red in self.reduces:
+            work += max(1, red.src[0].numel)
+        return Program(kernel.name, self.params, instrs, self.outer_size or 1, self.error_param, work)
+
+    def open_output_loop(self, name: str, size: int) -> int:
+        """Open a loop over range(size); the first one opened is bounded by start/end for the thread split."""
+        if self.outer_size is None:
+            self.outer_size = size
+            loop = self.open_loop(name, self.start_arg, self.end_arg)
+        else:
+            loop = self.open_loop(name, self.b.const(0, INDEX), self.b.const(size, INDEX))
+        self.loops.append(loop)
+        return loop
+
+    def lower_plain(self, out_vars: dict) -> None:
+        """Structures 1 and 2: loops over the output, broadcast reductions hoisted above the axes they reduce."""
+        out = self.kernel.output
+        full_idx = tuple(out_vars.get(a, symbolic.Expr.of(0)) for a in range(len(out.shape)))
+        # the output axes no reduction read here depends on go innermost
+        inner_axes = set()
+        if self.reduces and out.op not in REDUCE:
+            reads = self.find_reads(out, full_idx, {id(n) for n in self.reduces})
+            if reads:
+                used = set()
+                for ridxs in reads.values():
+                    for ridx in ridxs:
+                        for e in ridx:
+                            used |= expr_vars(e)
+                inner_axes = {a for a in out_vars if f"i{a}" not in used}
+        outer = [a for a in out_vars if a not in inner_axes]
+        inner = [a for a in out_vars if a in inner_axes]
+        for a in outer:
+            self.open_output_loop(f"i{a}", out.shape[a])
+        if inner:
+            self.hoist_reductions(out, full_idx, {f"i{a}" for a in inner})
+        for a in inner:
+            self.open_output_loop(f"i{a}", out.shape[a])
+        if self.outer_size is None:  # a single element: one iteration of a loop from start to end
+            self.open_output_loop("i", 1)
+        self.store(full_idx, self.render(out, full_idx, None))
+
+    def lower_upcast(self, m_axis: int, u: int, n_axis, r: int) -> None:
+        """Structure 3: R x U output blocks, one reduction loop per block with R*U accumulators."""
+        b = self.b
+        out = self.kernel.output
+        shape = out.shape
+        idx = [symbolic.Expr.of(0)] * len(shape)
+        for a, s in enumerate(shape):
+            if s > 1 and a not in (m_axis, n_axis):
+                self.open_output_loop(f"i{a}", s)
+                idx[a] = symbolic.var(f"i{a}", s)
+        block_starts = {}
+        for axis, width in ((n_axis, r), (m_axis, u)):
+            if axis is None:
+                continue
+            size = shape[axis]
+            blocks = -(-size // width)
+            loop = self.open_output_loop(f"b{axis}", blocks)
+            # the last block starts at size - width: it overlaps the one before instead of running short
+            first = b.alu("MUL", INDEX, loop, b.const(width, INDEX))
+            limit = b.const(size - width, INDEX)
+            start = b.alu("WHERE", INDEX, b.alu("CMPLT", dtypes.bool_, first, limit), first, limit)
+            block_starts[axis] = symbolic.value(start, 0, size - width)
+        rows = range(r) if n_axis is not None else [None]
+        block = []
+        for i in rows:
+            for j in range(u):
+                e = list(idx)
+                if n_axis is not None:
+                    e[n_axis] = block_starts[n_axis] + i
+                e[m_axis] = block_starts[m_axis] + j
+                block.append(tuple(e))
+        red = self.reduces[0]
+        red_idxs = []
+        for e in block:
+            reads = self.find_reads(out, e, {id(red)})
+            red_idxs.append(reads[id(red)][0])
+        self.render_reduce(red, red_idxs, None)
+        for e in block:
+            self.store(e, self.render(out, e, None))
 
 
 _ERROR_ACC = -1  # placeholder reference to the error accumulator, fixed up by _hoist_error_flag

@@ -137,6 +137,10 @@ class Expr:
         rlo, rhi = rest.bounds
         if rlo >= 0 and rhi < d:
             return quotient
+        if rlo < 0:
+            # splitting would leave a possibly negative remainder: divide the whole expression
+            # (which is non-negative wherever the index is used) instead
+            return _atom_expr("div", self, d)
         # (x // a) // d == x // (a*d)
         if rest.const == 0 and len(rest.terms) == 1:
             atom, c = rest.terms[0]
