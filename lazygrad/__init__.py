@@ -17,6 +17,7 @@ from .creation import (zeros, ones, full, empty, zeros_like, ones_like, full_lik
 from .random import manual_seed, seed
 from .linalg import matmul, mm, bmm, mv, dot, outer
 from .autograd import backward as _backward, grad
+from . import nn, optim
 from .stats import stats
 from . import cuda
 
@@ -51,3 +52,16 @@ for _name in ("add", "sub", "mul", "div", "true_divide", "floor_divide", "remain
               "unflatten", "squeeze", "unsqueeze", "flip", "numel", "broadcast_to", "clone"):
     globals()[_name] = _function_from_method(_name)
 del _name
+
+# indexing and shape functions (lazygrad/indexing.py, advanced_indexing.py, shape_ops.py)
+from .indexing import gather, index_select, scatter, scatter_add, index_add, masked_fill  # noqa: E402
+from .advanced_indexing import nonzero, masked_select  # noqa: E402
+from .shape_ops import (cat, stack, hstack, vstack, chunk, split, narrow, select, unbind, roll, tile,  # noqa: E402
+                        movedim, numel)
+from . import shape_ops as _shape_ops  # noqa: E402
+concat = concatenate = cat
+moveaxis = movedim
+
+# `axis=` works wherever `dim=` does, as in PyTorch (x.sum(axis=0), torch.cat(ts, axis=1))
+_shape_ops.install_axis_alias(Tensor)
+_shape_ops.install_axis_alias(globals())

@@ -1,10 +1,188 @@
-"""Autograd entry points (backward, grad). The symbolic gradient pass lives in ir/autodiff.py."""
+"""Autograd entry points: `Tensor.backward()` and `lazygrad.grad()`.
+
+The gradient itself is derived symbolically by `lazygrad.ir.autodiff`: this
+module only connects tensors to it.
+
+* It knows the leaf tensors that require grad (a registry of weak references,
+  filled by `requires_grad_()`), so that `loss.backward()` can find every
+  parameter the loss depends on without a tape.
+* `backward()` builds the gradient graph of every such leaf and realises all
+  of them in ONE schedule, together with the loss itself, so the kernels of
+  the backward pass fuse with what is left of the forward pass.
+* `grad()` returns the gradients as lazy tensors: nothing runs until they are
+  used, so their graph can be inspected or scheduled first.
+"""
 from __future__ import annotations
 
+import weakref
 
-def backward(tensor, gradient=None, inputs=None):
-    raise NotImplementedError("backward() is not implemented yet")
+import numpy as np
+
+from .ir import autodiff
+from .ir import node as N
+from .ir.node import Buffer
+from .ir.ops import Op
+
+# Leaf tensors that (at some point) asked for gradients; filtered when used.
+_leaves: "weakref.WeakSet" = weakref.WeakSet()
+# Non-leaf tensors whose .grad is kept (`retain_grad()`).
+_retained: "weakref.WeakSet" = weakref.WeakSet()
 
 
-def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
-    raise NotImplementedError("lazygrad.grad() is not implemented yet")
+def register_leaf(tensor) -> None:
+    """Called when a leaf tensor starts requiring grad: remember it, and give it a BUFFER node of its own.
+
+    backward() finds leaves by their node, and a lazy node (a constant,
+    `randn(3) * 0.1`) is interned: other tensors may hold the very same node,
+    and their uses must not count as uses of this leaf.
+    """
+    node = tensor._node
+    if node.op is not Op.BUFFER:
+        if node.op is Op.CONST:   # no kernel needed for a constant (and none may get a buffer attached)
+            buf = Buffer("cpu", node.dtype, node.numel, np.full(node.numel, node.arg, dtype=node.dtype.np))
+        else:
+            from .tensor import realize
+            realize(tensor)
+            buf = tensor._node.realized or tensor._node.arg
+        # a new Buffer object (over the same memory: buffers are never written in place) is a new node
+        tensor._node = N.buffer(Buffer(buf.device, buf.dtype, buf.numel, buf.data), node.shape)
+    _leaves.add(tensor)
+
+
+def retain_grad(tensor) -> None:
+    if not tensor.requires_grad:
+        raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+    if not tensor.is_leaf:
+        _retained.add(tensor)
+
+
+def _size_str(shape) -> str:
+    return f"lazygrad.Size([{', '.join(str(s) for s in shape)}])"
+
+
+def _seed(output, grad_output, position: int):
+    """The gradient flowing into `output`: 1 for a one-element output, else `grad_output`."""
+    from .tensor import Tensor
+    if grad_output is None:
+        if output.numel() != 1:
+            raise RuntimeError("grad can be implicitly created only for scalar outputs")
+        return N.const(1.0, output.dtype, output._node.shape)
+    if not isinstance(grad_output, Tensor):
+        from .tensor import tensor
+        grad_output = tensor(grad_output, dtype=output.dtype)
+    if tuple(grad_output.shape) != tuple(output.shape):
+        raise RuntimeError(f"Mismatch in shape: grad_output[{position}] has a shape of "
+                           f"{_size_str(grad_output.shape)} and output[{position}] has a shape of "
+                           f"{_size_str(output.shape)}.")
+    return N.cast(grad_output._node, output.dtype)
+
+
+def _grad_targets(inputs):
+    """The tensors whose .grad a backward() fills: given ones, or every live leaf requiring grad."""
+    if inputs is not None:
+        from .tensor import Tensor
+        targets = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+        for t in targets:
+            if not t.requires_grad:
+                raise RuntimeError("One of the differentiated Tensors does not require grad")
+        return targets
+    targets = [t for t in _leaves if t._requires_grad and t._is_leaf]
+    targets += [t for t in _retained if t._requires_grad]
+    return targets
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None) -> None:
+    """Accumulate d(tensors)/d(leaf) into `leaf.grad` for every leaf that requires grad.
+
+    `tensors` is one tensor (`loss.backward()`) or several, each with its
+    gradient in `grad_tensors` (None for a one-element tensor). The graph is
+    kept, so `retain_graph` is accepted and has no effect. With
+    `create_graph=True` the .grad tensors stay lazy and differentiable.
+    """
+    from .tensor import Tensor, realize
+    outputs = [tensors] if isinstance(tensors, Tensor) else list(tensors)
+    if grad_tensors is None or isinstance(grad_tensors, Tensor):
+        grad_tensors = [grad_tensors] * len(outputs) if grad_tensors is None else [grad_tensors]
+    for i, out in enumerate(outputs):
+        if not out.requires_grad:
+            raise RuntimeError(f"element {i} of tensors does not require grad and does not have a grad_fn")
+    seeds = [_seed(out, g, i) for i, (out, g) in enumerate(zip(outputs, grad_tensors))]
+    targets = _grad_targets(inputs)
+    if not targets:
+        return
+    grads = autodiff.gradients([o._node for o in outputs], seeds, [t._node for t in targets])
+
+    results = []
+    for target, g in zip(targets, grads):
+        if g is None:
+            continue
+        if g.op is Op.CONST and not create_graph:   # e.g. zero through trunc(): host data, no kernel
+            g = N.buffer(Buffer("cpu", g.dtype, g.numel, np.full(g.numel, g.arg, dtype=g.dtype.np)), g.shape)
+        if target.grad is None:
+            target.grad = Tensor._from_node(g, requires_grad=create_graph)
+        else:   # accumulate like PyTorch: the same .grad tensor now holds old + new
+            old = target.grad
+            if tuple(old.shape) != tuple(target.shape):
+                raise RuntimeError(f"backward: the existing .grad of shape {_size_str(old.shape)} does not match "
+                                   f"the tensor's shape {_size_str(target.shape)}")
+            old._node = N.binary(Op.ADD, N.cast(old._node, g.dtype), g)
+        results.append(target.grad)
+
+    if create_graph:
+        return  # the gradients stay lazy graphs that can be differentiated again
+    # A leaf whose value is still lazy (updated in place under no_grad, e.g. by a
+    # hand-written SGD step) is computed in the same schedule and then holds a
+    # plain buffer, so that the graph does not grow from step to step.
+    lazy_leaves = [t for t, g in zip(targets, grads)
+                   if g is not None and t._is_leaf and t._node.op is not Op.BUFFER]
+    handles = [Tensor._from_node(t._node) for t in lazy_leaves]
+    # the outputs too: a training loop reads the loss next, and it shares work with the gradients
+    losses = [Tensor._from_node(o._node) for o in outputs if o._node.realized is None]
+    realize(*losses, *handles, *results)
+    for leaf, handle in zip(lazy_leaves, handles):
+        leaf._node = handle._node
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=None,
+         is_grads_batched=False, materialize_grads=False):
+    """torch.autograd.grad: the gradients of `outputs` with respect to `inputs`, as lazy tensors.
+
+    Nothing is computed here: each result holds its gradient graph, which
+    `.numpy()`, `realize()` or `lazygrad.inspect` can then run or show. With
+    `create_graph=True` the results can be differentiated again.
+    """
+    from .tensor import Tensor
+    if is_grads_batched:
+        raise NotImplementedError("grad(is_grads_batched=True) is not supported")
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    single_input = isinstance(inputs, Tensor)
+    inputs = [inputs] if single_input else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
+    if len(grad_outputs) != len(outputs):
+        raise RuntimeError(f"grad requires one grad_output per output: got {len(grad_outputs)} grad_outputs "
+                           f"for {len(outputs)} outputs")
+    for i, out in enumerate(outputs):
+        if not out.requires_grad:
+            raise RuntimeError(f"element {i} of tensors does not require grad and does not have a grad_fn")
+    for t in inputs:
+        if not t.requires_grad:
+            raise RuntimeError("One of the differentiated Tensors does not require grad")
+    seeds = [_seed(out, g, i) for i, (out, g) in enumerate(zip(outputs, grad_outputs))]
+    grads = autodiff.gradients([o._node for o in outputs], seeds, [t._node for t in inputs])
+    results = []
+    for t, g in zip(inputs, grads):
+        if g is None:
+            if materialize_grads:
+                g = N.const(0.0, t.dtype, t._node.shape)
+            elif allow_unused:
+                results.append(None)
+                continue
+            else:
+                raise RuntimeError("One of the differentiated Tensors appears to not have been used in the graph. "
+                                   "Set allow_unused=True if this is the desired behavior.")
+        if create_graph:
+            results.append(Tensor._from_node(g, requires_grad=True))
+        else:
+            results.append(Tensor._from_node(autodiff.stop_gradient(g)))
+    return tuple(results)

@@ -28,10 +28,12 @@ def _size(args) -> tuple:
     return shape
 
 
-def _from_array(arr: np.ndarray, requires_grad: bool = False):
+def _from_array(arr: np.ndarray, requires_grad: bool = False, device=None):
     from .tensor import Tensor
     t = object.__new__(Tensor)
-    t._init_from_array(arr, requires_grad)
+    t._init_from_array(arr, requires_grad and device is None)
+    if device is not None:  # host data copied to the device (before autograd registers the leaf)
+        _device.place(t, device, requires_grad)
     return t
 
 
@@ -42,7 +44,9 @@ def full(size, fill_value, dtype: DType | None = None, device=None, requires_gra
     dtype = dtype or dtypes.scalar_dtype(fill_value)
     t = Tensor._from_node(N.const(fill_value, dtype, shape))
     if requires_grad:
-        t = _from_array(np.full(shape, fill_value, dtype=dtype.np), True)
+        t = _from_array(np.full(shape, fill_value, dtype=dtype.np), True, device)
+    elif device is not None:
+        _device.place(t, device)  # on a GPU: filled there by a kernel
     return t
 
 
@@ -59,19 +63,27 @@ def empty(*size, dtype: DType | None = None, device=None, requires_grad: bool = 
 
 
 def zeros_like(t, dtype: DType | None = None, device=None, requires_grad: bool = False):
-    return full(tuple(t.shape), 0, dtype or t.dtype, device, requires_grad)
+    return full(tuple(t.shape), 0, dtype or t.dtype, device if device is not None else _like_device(t),
+                requires_grad)
 
 
 def ones_like(t, dtype: DType | None = None, device=None, requires_grad: bool = False):
-    return full(tuple(t.shape), 1, dtype or t.dtype, device, requires_grad)
+    return full(tuple(t.shape), 1, dtype or t.dtype, device if device is not None else _like_device(t),
+                requires_grad)
 
 
 def full_like(t, fill_value, dtype: DType | None = None, device=None, requires_grad: bool = False):
-    return full(tuple(t.shape), fill_value, dtype or t.dtype, device, requires_grad)
+    return full(tuple(t.shape), fill_value, dtype or t.dtype, device if device is not None else _like_device(t),
+                requires_grad)
 
 
 def empty_like(t, dtype: DType | None = None, device=None, requires_grad: bool = False):
     return zeros_like(t, dtype, device, requires_grad)
+
+
+def _like_device(t):
+    """The device of `t` for the *_like factories (None: the CPU, without looking)."""
+    return t.device if _device.state.cuda_used else None
 
 
 def arange(start, end=None, step=1, dtype: DType | None = None, device=None, requires_grad: bool = False):
@@ -85,51 +97,51 @@ def arange(start, end=None, step=1, dtype: DType | None = None, device=None, req
         dtype = dtypes.default_float if any(isinstance(v, float) for v in values) else dtypes.int64
     count = max(0, math.ceil((end - start) / step))
     arr = (start + step * np.arange(count, dtype=np.float64 if dtype.is_floating_point else np.int64))
-    return _from_array(arr.astype(dtype.np), requires_grad)
+    return _from_array(arr.astype(dtype.np), requires_grad, device)
 
 
 def linspace(start, end, steps: int, dtype: DType | None = None, device=None, requires_grad: bool = False):
     _device.normalize(device)
     dtype = dtype or dtypes.default_float
-    return _from_array(np.linspace(start, end, int(steps)).astype(dtype.np), requires_grad)
+    return _from_array(np.linspace(start, end, int(steps)).astype(dtype.np), requires_grad, device)
 
 
 def eye(n: int, m: int | None = None, dtype: DType | None = None, device=None, requires_grad: bool = False):
     _device.normalize(device)
     dtype = dtype or dtypes.default_float
-    return _from_array(np.eye(n, m if m is not None else n, dtype=dtype.np), requires_grad)
+    return _from_array(np.eye(n, m if m is not None else n, dtype=dtype.np), requires_grad, device)
 
 
 def rand(*size, dtype: DType | None = None, device=None, requires_grad: bool = False, generator=None):
     _device.normalize(device)
     dtype = dtype or dtypes.default_float
-    return _from_array(_random.uniform_array(_size(size), 0.0, 1.0, dtype), requires_grad)
+    return _from_array(_random.uniform_array(_size(size), 0.0, 1.0, dtype), requires_grad, device)
 
 
 def randn(*size, dtype: DType | None = None, device=None, requires_grad: bool = False, generator=None):
     _device.normalize(device)
     dtype = dtype or dtypes.default_float
-    return _from_array(_random.normal_array(_size(size), 0.0, 1.0, dtype), requires_grad)
+    return _from_array(_random.normal_array(_size(size), 0.0, 1.0, dtype), requires_grad, device)
 
 
 def randint(low, high=None, size=(), dtype: DType | None = None, device=None, generator=None):
     _device.normalize(device)
     if high is None:
         low, high = 0, low
-    return _from_array(_random.integers_array(_size((size,)), low, high, dtype or dtypes.int64))
+    return _from_array(_random.integers_array(_size((size,)), low, high, dtype or dtypes.int64), False, device)
 
 
 def randperm(n: int, dtype: DType | None = None, device=None):
     _device.normalize(device)
-    return _from_array(_random.permutation_array(n).astype((dtype or dtypes.int64).np))
+    return _from_array(_random.permutation_array(n).astype((dtype or dtypes.int64).np), False, device)
 
 
-def rand_like(t, dtype: DType | None = None):
-    return rand(tuple(t.shape), dtype=dtype or t.dtype)
+def rand_like(t, dtype: DType | None = None, device=None):
+    return rand(tuple(t.shape), dtype=dtype or t.dtype, device=device if device is not None else _like_device(t))
 
 
-def randn_like(t, dtype: DType | None = None):
-    return randn(tuple(t.shape), dtype=dtype or t.dtype)
+def randn_like(t, dtype: DType | None = None, device=None):
+    return randn(tuple(t.shape), dtype=dtype or t.dtype, device=device if device is not None else _like_device(t))
 
 
 def from_numpy(arr: np.ndarray):

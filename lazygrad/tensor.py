@@ -16,13 +16,16 @@ import numpy as np
 
 from . import devices as _device
 from . import printing
+from . import strides as _strides_mod
 from .autograd_state import is_grad_enabled
 from .ir import dtypes
 from .ir import node as N
 from .ir.dtypes import DType
 from .ir.node import Buffer, Node
-from .ir.ops import Op
+from .ir.ops import Op, ELEMENTWISE as _ELEMENTWISE
 from .runtime import realize as _realize
+from . import autograd as _autograd
+from .ir.autodiff import stop_gradient
 
 LOG2E = math.log2(math.e)
 LN2 = math.log(2.0)
@@ -139,6 +142,7 @@ class Tensor:
     """A lazily evaluated n-dimensional array with PyTorch's interface."""
 
     __array_priority__ = 1000  # NumPy scalars on the left defer to our operators
+    _strides = None  # the strides PyTorch would report; None = contiguous (see lazygrad/strides.py)
 
     def __init__(self, *args, dtype: DType | None = None, device=None, requires_grad: bool = False):
         # torch.Tensor(data) is float32; torch.Tensor(2, 3) is an uninitialised 2x3 float32 tensor
@@ -148,7 +152,9 @@ class Tensor:
         else:
             shape = tuple(int(a) for a in (args[0] if len(args) == 1 and isinstance(args[0], tuple) else args))
             arr = np.zeros(shape, dtype=(dtype or dtypes.default_float).np)
-        self._init_from_array(arr, requires_grad)
+        self._init_from_array(arr, requires_grad and device is None)
+        if device is not None:
+            _device.place(self, device, requires_grad)
 
     def _init_from_array(self, arr: np.ndarray, requires_grad: bool) -> None:
         arr = np.array(arr, order="C", copy=False) if arr.flags.c_contiguous else np.array(arr, order="C")
@@ -213,11 +219,11 @@ class Tensor:
 
     @property
     def device(self):
-        return _device.CPU
+        return _device.device_of(self._node)
 
     @property
     def is_cuda(self) -> bool:
-        return False
+        return self.device.type == "cuda"
 
     def numel(self) -> int:
         return self._node.numel
@@ -247,17 +253,27 @@ class Tensor:
                                "var_no_grad = var.detach().")
         if requires_grad and not (self.dtype.is_floating_point):
             raise RuntimeError("only Tensors of floating point dtype can require gradients")
+        if requires_grad and self._is_leaf and not self._requires_grad:
+            _autograd.register_leaf(self)  # (gives the leaf a buffer of its own: see autograd.py)
         self._requires_grad = bool(requires_grad)
         return self
+
+    def retain_grad(self) -> None:
+        """Keep .grad for this non-leaf tensor on backward()."""
+        _autograd.retain_grad(self)
 
     @property
     def is_leaf(self) -> bool:
         return self._is_leaf
 
     def detach(self) -> "Tensor":
-        return Tensor._from_node(self._node)
+        """The same value, cut from the gradient graph (a stop_gradient node, see ir/autodiff.py)."""
+        out = Tensor._from_node(stop_gradient(self._node))
+        out._strides = self._strides
+        return out
 
     def detach_(self) -> "Tensor":
+        self._node = stop_gradient(self._node)
         self._requires_grad = False
         self._is_leaf = True
         return self
@@ -287,7 +303,8 @@ class Tensor:
 
     def _host_array(self) -> np.ndarray:
         self.realize()
-        arr = self._node.realized.data if self._node.realized is not None else self._node.arg.data
+        buf = self._node.realized if self._node.realized is not None else self._node.arg
+        arr = buf.data if buf.device == "cpu" else buf.data.numpy()  # a GPU buffer is copied back
         view = arr.reshape(self._node.shape)
         view.flags.writeable = False
         return view
@@ -322,6 +339,8 @@ class Tensor:
 
     def __repr__(self) -> str:
         suffixes = []
+        if _device.state.cuda_used and self.is_cuda:
+            suffixes.append("device='cuda:0'")
         if self.requires_grad and self.is_leaf:
             suffixes.append("requires_grad=True")
         elif self.requires_grad:
@@ -346,12 +365,15 @@ class Tensor:
             if isinstance(a, DType):
                 dtype = a
             elif isinstance(a, Tensor):
-                dtype = a.dtype
+                dtype, dev = a.dtype, a.device
             else:
                 dev = a
+        out = self
         if dev is not None:
-            _device.normalize(dev)
-        return self if dtype is None or dtype is self.dtype else self._cast(dtype)
+            target = _device.normalize(dev)
+            if target.type != self.device.type:
+                out = _device.move(self, target)
+        return out if dtype is None or dtype is out.dtype else out._cast(dtype)
 
     def type(self, dtype=None):
         if dtype is None:
@@ -360,12 +382,12 @@ class Tensor:
         return self.to(dtype)
 
     def cpu(self) -> "Tensor":
-        return self
+        return self.to("cpu")
 
     def cuda(self, device=None) -> "Tensor":
         from . import cuda
         cuda.require("cuda")
-        return self
+        return self.to("cuda")
 
     def _cast(self, dtype: DType) -> "Tensor":
         return self._make(N.cast(self._node, dtype), self)
@@ -391,8 +413,21 @@ class Tensor:
     # ---- building results ----
     @staticmethod
     def _make(node: Node, *inputs: "Tensor") -> "Tensor":
-        needs_grad = is_grad_enabled() and any(isinstance(t, Tensor) and t._requires_grad for t in inputs)
-        out = Tensor._from_node(node, needs_grad)
+        if _device.state.cuda_used:
+            _device.graph_device(node)  # raises, like PyTorch, when the op mixes CPU and GPU tensors
+        strides = None
+        if node.op in _ELEMENTWISE and any(isinstance(t, Tensor) and t._strides is not None for t in inputs):
+            # laid out like its inputs, as PyTorch's TensorIterator does (lazygrad/strides.py)
+            strides = _strides_mod.elementwise(node.shape, [(tuple(t.shape), _strides_mod.strides_of(t))
+                                                            for t in inputs if isinstance(t, Tensor)])
+        if any(isinstance(t, Tensor) and t._requires_grad for t in inputs):
+            if is_grad_enabled():
+                out = Tensor._from_node(node, True)
+                out._strides = strides
+                return out
+            node = stop_gradient(node)  # built under no_grad: no gradient may flow through it later
+        out = Tensor._from_node(node, False)
+        out._strides = strides
         return out
 
     def _priority(self) -> int:
@@ -540,7 +575,8 @@ class Tensor:
         return _pow(base, self)
 
     def square(self):
-        return self * self
+        x = self.long() if self.dtype.is_bool else self  # PyTorch: square of a bool tensor is int64
+        return x * x
 
     def maximum(self, other):
         return self._binary(other, Op.MAX, "maximum")
@@ -555,8 +591,7 @@ class Tensor:
         return self.abs()
 
     def abs(self):
-        if self.dtype.is_bool:
-            return self
+        _no_bool(self, "abs_cpu")
         neg = self < 0
         out = where(neg, -self, self)
         if self.dtype.is_floating_point:
@@ -570,10 +605,7 @@ class Tensor:
             return self
         pos = (self > 0)._cast(self.dtype)
         neg = (self < 0)._cast(self.dtype)
-        out = pos - neg
-        if self.dtype.is_floating_point:
-            out = where(self != self, self, out)  # sign(nan) is nan
-        return out
+        return pos - neg  # sign(nan) is 0, as in PyTorch
 
     def exp(self):
         x = self._float_input()
@@ -583,7 +615,14 @@ class Tensor:
         return self._float_input()._unary(Op.EXP2)
 
     def expm1(self):
-        return self.exp() - 1
+        x = self._float_input()
+        # Kahan's expm1: with u = exp(x), (u - 1) * x / log(u) is accurate where exp(x) - 1 cancels
+        u = x.exp()
+        um1 = u - 1.0
+        out = um1 * (x / where(um1 == 0, 1.0, u.log()))  # x / log(u) is about 1: no overflow
+        out = where(um1 == 0, x, out)                   # u rounds to 1: expm1(x) = x (keeps -0.0)
+        out = where(u == float("inf"), u, out)          # overflow
+        return where(um1 == -1.0, um1, out)             # underflow: -1
 
     def log2(self):
         return self._float_input()._unary(Op.LOG2)
@@ -599,7 +638,8 @@ class Tensor:
         # log1p(x) = log(u) * x / (u - 1) with u = 1 + x: exact for tiny x where log(1 + x) would round to 0
         u = x + 1.0
         d = u - 1.0
-        return where(d == 0, x, u.log() * x / where(d == 0, 1.0, d))
+        out = where(d == 0, x, u.log() * x / where(d == 0, 1.0, d))
+        return where(x == float("inf"), x, out)  # log1p(inf) = inf (not inf/inf)
 
     def sqrt(self):
         return self._float_input()._unary(Op.SQRT)
@@ -608,11 +648,16 @@ class Tensor:
         return self.sqrt().reciprocal()
 
     def sin(self):
-        return self._float_input()._unary(Op.SIN)
+        x = self._float_input()
+        return where(x == 0, x, x._unary(Op.SIN))  # sin(-0.0) is -0.0
 
     def cos(self):
         x = self._float_input()
-        return (x + math.pi / 2).sin()
+        if x.dtype is dtypes.float32:
+            # cos(x) = sin(x + pi/2), with the shift done in float64: in float32 it would round
+            # x + pi/2 (by up to 5e-4 at x = 1e4); SIN computes float32 in float64 anyway
+            return (x.double() + math.pi / 2)._unary(Op.SIN).float()
+        return (x + math.pi / 2)._unary(Op.SIN)
 
     def tan(self):
         return self.sin() / self.cos()
@@ -623,7 +668,10 @@ class Tensor:
 
     def tanh(self):
         x = self._float_input()
-        return 2.0 * (2.0 * x).sigmoid() - 1.0
+        # tanh|x| = -t / (2 + t) with t = expm1(-2|x|): no cancellation for small x (2*sigmoid(2x) - 1 has it)
+        t = (x.abs() * -2.0).expm1()
+        r = -t / (t + 2.0)
+        return where(x == 0, x, where(x < 0, -r, r))  # tanh(-0.0) is -0.0
 
     def relu(self):
         if self.dtype.is_bool:
@@ -631,6 +679,7 @@ class Tensor:
         return self.maximum(self._const_like(0))
 
     def trunc(self):
+        _no_bool(self, "trunc_vml_cpu")
         if not self.dtype.is_floating_point:
             return self
         return self._unary(Op.TRUNC)
@@ -638,18 +687,21 @@ class Tensor:
     fix = trunc
 
     def floor(self):
+        _no_bool(self, "floor_vml_cpu")
         if not self.dtype.is_floating_point:
             return self
         t = self.trunc()
-        return t - (self < t)._cast(self.dtype)
+        return where(self < t, t - 1.0, t)
 
     def ceil(self):
+        _no_bool(self, "ceil_vml_cpu")
         if not self.dtype.is_floating_point:
             return self
         t = self.trunc()
-        return t + (self > t)._cast(self.dtype)
+        return where(self > t, t + 1.0, t)  # ceil(-0.5) is -0.0, as trunc(-0.5) is
 
     def round(self, decimals: int = 0):
+        _no_bool(self, "round_vml_cpu")
         if not self.dtype.is_floating_point:
             return self
         if decimals:
@@ -660,20 +712,31 @@ class Tensor:
         tie = (f - self) == 0.5
         odd = (f - (f * 0.5).floor() * 2.0) == 1.0
         out = where(tie & odd, f - 1.0, f)
+        out = where(out == 0, self * 0.0, out)  # a zero result keeps x's sign: round(-0.4) is -0.0
         big = self.abs() >= (2.0 ** 52 if self.dtype is dtypes.float64 else 2.0 ** 23)
         return where(big | (self != self), self, out)
 
     def frac(self):
+        if not self.dtype.is_floating_point:
+            raise NotImplementedError(f'"frac_cpu" not implemented for \'{_TYPE_NAMES[self.dtype.name]}\'')
         return self - self.trunc()
 
     def clamp(self, min=None, max=None):
         if min is None and max is None:
             raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+        # PyTorch's clamp: min(max(x, lo), hi) with max(a, b) = a < b ? b : a, so clamp(-0.0, min=0) is -0.0;
+        # a NaN input stays NaN, a NaN bound gives NaN
         out = self
         if min is not None:
-            out = out.maximum(min) if isinstance(min, Tensor) else out.maximum(_scalar_tensor(min, out))
+            lo = min if isinstance(min, Tensor) else _scalar_tensor(min, out)
+            out = where(out < lo, lo, out)
+            if lo.dtype.is_floating_point and not (_is_scalar(min) and min == min):
+                out = where(lo != lo, lo, out)
         if max is not None:
-            out = out.minimum(max) if isinstance(max, Tensor) else out.minimum(_scalar_tensor(max, out))
+            hi = max if isinstance(max, Tensor) else _scalar_tensor(max, out)
+            out = where(hi < out, hi, out)
+            if hi.dtype.is_floating_point and not (_is_scalar(max) and max == max):
+                out = where(hi != hi, hi, out)
         return out
 
     clip = clamp
@@ -781,8 +844,9 @@ class Tensor:
             axes = tuple(normalize_dim(d, self.ndim) for d in dim)
             if len(set(axes)) != len(axes):
                 raise RuntimeError(f"dim {axes[0]} appears multiple times in the list of dims")
-            return axes
-        return (normalize_dim(dim, self.ndim),)
+            return axes if self.ndim else ()  # a 0-d tensor accepts dim 0 / -1 and has no axis to reduce
+        axis = normalize_dim(dim, self.ndim)
+        return (axis,) if self.ndim else ()
 
     def _reduce(self, op: Op, dim, keepdim: bool) -> "Tensor":
         axes = self._axes(dim)
@@ -888,15 +952,19 @@ class Tensor:
         """Inclusive prefix sum as a masked sum: out[i] = sum_j x[j] * (j <= i)."""
         d = normalize_dim(dim, self.ndim)
         x = self if self.dtype.is_floating_point else self.to(dtypes.int64)
+        if x.ndim == 0:
+            return x._alias()
         n = x.shape[d]
         moved = x.movedim(d, -1)                                   # (..., n)
-        lower = (_arange_node(n).reshape(1, n) <= _arange_node(n).reshape(n, 1))  # [i, j] = j <= i
+        lower = (_arange_node(n, x).reshape(1, n) <= _arange_node(n, x).reshape(n, 1))  # [i, j] = j <= i
         out = (moved.unsqueeze(-2) * lower._cast(x.dtype)).sum(-1)  # (..., n)
         return out.movedim(-1, d)
 
     # ---- movement ----
     def _movement(self, op: Op, arg) -> "Tensor":
-        return Tensor._make(N.movement(op, self._node, arg), self)
+        out = Tensor._make(N.movement(op, self._node, arg), self)
+        out._strides = _strides_mod.after_movement(self, op.name, arg, out.shape)
+        return out
 
     def reshape(self, *shape) -> "Tensor":
         shape = _shape_args(shape)
@@ -921,7 +989,9 @@ class Tensor:
     def view(self, *shape) -> "Tensor":
         if len(shape) == 1 and isinstance(shape[0], DType):
             raise NotImplementedError("view(dtype) is not supported")
-        return self.reshape(*shape)
+        out = self.reshape(*shape)
+        _strides_mod.check_view(self, out.shape)  # PyTorch's view never copies: it raises instead
+        return out
 
     def view_as(self, other) -> "Tensor":
         return self.view(other.shape)
@@ -930,13 +1000,29 @@ class Tensor:
         return self.reshape(other.shape)
 
     def _alias(self) -> "Tensor":
-        return Tensor._make(self._node, self)
+        out = Tensor._make(self._node, self)
+        out._strides = self._strides
+        return out
 
-    def contiguous(self) -> "Tensor":
-        return self
+    def stride(self, dim: int | None = None):
+        """The strides PyTorch would report (lazygrad itself never copies for a view)."""
+        strides = _strides_mod.strides_of(self)
+        return strides if dim is None else strides[normalize_dim(dim, self.ndim)]
 
-    def clone(self) -> "Tensor":
-        return self._alias()
+    def is_contiguous(self, memory_format=None) -> bool:
+        return self._strides is None or _strides_mod.is_contiguous(self.shape, self._strides)
+
+    def contiguous(self, memory_format=None) -> "Tensor":
+        if self.is_contiguous():
+            return self
+        out = Tensor._make(self._node, self)  # same values, now with contiguous strides: no kernel
+        out._strides = None
+        return out
+
+    def clone(self, memory_format=None) -> "Tensor":
+        out = self._alias()
+        out._strides = _strides_mod.preserved(self)
+        return out
 
     def permute(self, *dims) -> "Tensor":
         dims = _shape_args(dims)
@@ -977,19 +1063,8 @@ class Tensor:
         return self.transpose(-2, -1)
 
     def movedim(self, source, destination) -> "Tensor":
-        src = [source] if isinstance(source, int) else list(source)
-        dst = [destination] if isinstance(destination, int) else list(destination)
-        if len(src) != len(dst):
-            raise RuntimeError(f"movedim: Invalid source or destination dims: source ({src} dims) should contain "
-                               f"the same number of dims as destination ({dst} dims)")
-        src = [normalize_dim(d, self.ndim) for d in src]
-        dst = [normalize_dim(d, self.ndim) for d in dst]
-        order = [None] * self.ndim
-        for s, d in zip(src, dst):
-            order[d] = s
-        rest = iter(a for a in range(self.ndim) if a not in src)
-        order = [o if o is not None else next(rest) for o in order]
-        return self.permute(order)
+        from .shape_ops import movedim
+        return movedim(self, source, destination)
 
     moveaxis = movedim
 
@@ -1015,7 +1090,9 @@ class Tensor:
         x = self if lead == 0 else self.reshape(src_shape)
         if tuple(out) == tuple(x.shape):
             return x
-        return x._movement(Op.EXPAND, tuple(out))
+        result = x._movement(Op.EXPAND, tuple(out))
+        result._strides = _strides_mod.expanded(self, tuple(out))
+        return result
 
     def expand_as(self, other) -> "Tensor":
         return self.expand(other.shape)
@@ -1034,12 +1111,14 @@ class Tensor:
 
     def unflatten(self, dim: int, sizes) -> "Tensor":
         d = normalize_dim(dim, self.ndim)
-        sizes = tuple(sizes)
+        sizes = given = tuple(sizes)
+        if not sizes:
+            raise RuntimeError("unflatten: sizes must be non-empty")
         if -1 in sizes:
             known = math.prod(s for s in sizes if s != -1)
             sizes = tuple(self.shape[d] // known if s == -1 else s for s in sizes)
         if math.prod(sizes) != self.shape[d]:
-            raise RuntimeError(f"unflatten: Provided sizes {_shape_str(sizes)} don't multiply up to the size of "
+            raise RuntimeError(f"unflatten: Provided sizes {_shape_str(given)} don't multiply up to the size of "
                                f"dim {dim} ({self.shape[d]}) in the input tensor")
         return self.reshape(tuple(self.shape[:d]) + sizes + tuple(self.shape[d + 1:]))
 
@@ -1050,20 +1129,21 @@ class Tensor:
         if self.ndim == 0:
             normalize_dim(dim, 0)
             return self._alias()
-        return self.reshape(tuple(s for i, s in enumerate(self.shape) if not (i in axes and s == 1)))
+        out = self.reshape(tuple(s for i, s in enumerate(self.shape) if not (i in axes and s == 1)))
+        out._strides = _strides_mod.squeezed(self, axes)
+        return out
 
     def unsqueeze(self, dim: int) -> "Tensor":
         d = normalize_dim(dim, self.ndim + 1)
         shape = list(self.shape)
         shape.insert(d, 1)
-        return self.reshape(tuple(shape))
+        out = self.reshape(tuple(shape))
+        out._strides = _strides_mod.unsqueezed(self, d)
+        return out
 
     def flip(self, *dims) -> "Tensor":
-        dims = _shape_args(dims)
-        axes = tuple(sorted({normalize_dim(d, self.ndim) for d in dims}))
-        if not axes:
-            return self._alias()
-        return self._movement(Op.FLIP, axes)
+        from .shape_ops import flip
+        return flip(self, *dims)
 
     def pad(self, padding, value=0.0) -> "Tensor":
         """Constant padding; `padding` is PyTorch's (last_before, last_after, prev_before, ...)."""
@@ -1180,22 +1260,105 @@ class Tensor:
     def uniform_(self, a: float = 0.0, b: float = 1.0):
         from .random import uniform_array
         arr = uniform_array(tuple(self.shape), a, b, self.dtype)
+        on_gpu = self.is_cuda
         self._node = N.buffer(Buffer("cpu", self.dtype, arr.size, arr.reshape(-1)), tuple(self.shape))
-        return self
+        return _device.place(self, "cuda") if on_gpu else self
 
     def normal_(self, mean: float = 0.0, std: float = 1.0):
         from .random import normal_array
         arr = normal_array(tuple(self.shape), mean, std, self.dtype)
+        on_gpu = self.is_cuda
         self._node = N.buffer(Buffer("cpu", self.dtype, arr.size, arr.reshape(-1)), tuple(self.shape))
-        return self
+        return _device.place(self, "cuda") if on_gpu else self
+
+    # ---- indexing and shape ops: defined in lazygrad/indexing.py, advanced_indexing.py, shape_ops.py ----
+    def gather(self, dim, index, sparse_grad=False):
+        from .indexing import gather
+        return gather(self, dim, index)
+
+    def index_select(self, dim, index):
+        from .indexing import index_select
+        return index_select(self, dim, index)
+
+    def scatter(self, dim, index, src=None, value=None, reduce=None):
+        from .indexing import scatter
+        return scatter(self, dim, index, src, value=value, reduce=reduce)
+
+    def scatter_(self, dim, index, src=None, value=None, reduce=None):
+        return self._inplace(self.scatter(dim, index, src, value=value, reduce=reduce))
+
+    def scatter_add(self, dim, index, src):
+        from .indexing import scatter_add
+        return scatter_add(self, dim, index, src)
+
+    def scatter_add_(self, dim, index, src):
+        return self._inplace(self.scatter_add(dim, index, src))
+
+    def index_add(self, dim, index, source, alpha=1):
+        from .indexing import index_add
+        return index_add(self, dim, index, source, alpha=alpha)
+
+    def index_add_(self, dim, index, source, alpha=1):
+        return self._inplace(self.index_add(dim, index, source, alpha=alpha))
+
+    def masked_fill(self, mask, value):
+        from .indexing import masked_fill
+        return masked_fill(self, mask, value)
+
+    def masked_fill_(self, mask, value):
+        return self._inplace(self.masked_fill(mask, value))
+
+    def masked_select(self, mask):
+        from .advanced_indexing import masked_select
+        return masked_select(self, mask)
+
+    def nonzero(self, as_tuple=False):
+        from .advanced_indexing import nonzero
+        return nonzero(self, as_tuple=as_tuple)
+
+    def chunk(self, chunks, dim=0):
+        from .shape_ops import chunk
+        return chunk(self, chunks, dim)
+
+    def split(self, split_size, dim=0):
+        from .shape_ops import split
+        return split(self, split_size, dim)
+
+    def narrow(self, dim, start, length):
+        from .shape_ops import narrow
+        return narrow(self, dim, start, length)
+
+    def select(self, dim, index):
+        from .shape_ops import select
+        return select(self, dim, index)
+
+    def unbind(self, dim=0):
+        from .shape_ops import unbind
+        return unbind(self, dim)
+
+    def roll(self, shifts, dims=None):
+        from .shape_ops import roll
+        return roll(self, shifts, dims)
+
+    def repeat(self, *sizes):
+        from .shape_ops import repeat
+        return repeat(self, *sizes)
+
+    def tile(self, *dims):
+        from .shape_ops import tile
+        return tile(self, *dims)
 
     # ---- matrix products and more: defined in lazygrad/linalg.py ----
     def __matmul__(self, other):
         from .linalg import matmul
+        if not isinstance(other, Tensor):
+            return NotImplemented  # Python raises "unsupported operand type(s) for @", as with torch
         return matmul(self, other)
 
     def __rmatmul__(self, other):
         from .linalg import matmul
+        if not isinstance(other, Tensor):
+            return NotImplemented
         return matmul(other, self)
 
     def matmul(self, other):
@@ -1204,8 +1367,7 @@ class Tensor:
 
     # ---- autograd entry points: defined in lazygrad/autograd.py ----
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
-        from .autograd import backward
-        backward(self, gradient, inputs=inputs)
+        _autograd.backward(self, gradient, retain_graph, create_graph, inputs=inputs)
 
 
 class Size(tuple):
@@ -1299,14 +1461,29 @@ def _floor_div(a, b) -> Tensor:
     inputs = [x for x in (a, b) if isinstance(x, Tensor)]
     if dtype.is_bool:
         raise RuntimeError("floor_divide(): bool inputs are not supported")
-    if dtype.is_floating_point:
-        q = Tensor._make(N.binary(Op.MUL, na, N.unary(Op.RECIP, nb)), *inputs)
-        return q.floor()
     ta, tb = Tensor._make(na, *inputs), Tensor._make(nb, *inputs)
+    if dtype.is_floating_point:
+        # PyTorch's div_floor_floating: from fmod, so that e.g. 7.5 // 2.5 is exactly 3 and inf // 1 is nan
+        mod = Tensor._make(N.binary(Op.MOD, na, nb), *inputs)
+        div = (ta - mod) / tb
+        div = where((mod != 0) & ((tb < 0) != (mod < 0)), div - 1.0, div)
+        fl = div.floor()
+        fl = where(div - fl > 0.5, fl + 1.0, fl)
+        out = where(div != 0, fl, (ta / tb) * 0.0)       # a zero quotient has the sign of a / b
+        return where(tb == 0, ta / tb, out)               # division by zero: IEEE's inf or nan
     q = Tensor._make(N.binary(Op.IDIV, na, nb), *inputs)
     r = Tensor._make(N.binary(Op.MOD, na, nb), *inputs)
     adjust = (r != 0) & ((r < 0) != (tb < 0))
     return q - adjust._cast(dtype)
+
+
+_TYPE_NAMES = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int", "bool": "Bool"}
+
+
+def _no_bool(x: Tensor, kernel_name: str) -> None:
+    """PyTorch has no bool kernel for some math ops (abs, floor, ...) and says so."""
+    if x.dtype.is_bool:
+        raise NotImplementedError(f'"{kernel_name}" not implemented for \'Bool\'')
 
 
 def _remainder(a, b) -> Tensor:
@@ -1343,14 +1520,18 @@ def _pow(base, exponent) -> Tensor:
             raise RuntimeError("Integers to negative integer powers are not allowed.")
     na, nb, dtype = Tensor._operands(base, exponent, "pow")
     inputs = [x for x in (base, exponent) if isinstance(x, Tensor)]
-    work = dtype if dtype.is_floating_point else dtypes.float64
+    # float64 work: y * log2|x| must be exact to float32 precision (exp2 scales its error by |y * log2|x||)
+    work = dtypes.float64
     x = Tensor._make(N.cast(na, work), *inputs)
     y = Tensor._make(N.cast(nb, work), *inputs)
     magnitude = (y * x.abs().log2()).exp2()
     y_is_int = y.trunc() == y
     y_is_odd = y_is_int & ((y * 0.5).trunc() != y * 0.5)
-    negative_base = x < 0
-    out = where(negative_base, where(y_is_int, where(y_is_odd, -magnitude, magnitude), float("nan")), magnitude)
+    sign_bit = (x < 0) | ((x == 0) & (x.reciprocal() < 0))      # x < 0 or x is -0.0
+    out = where(sign_bit & y_is_odd, -magnitude, magnitude)    # (-2)**3 = -8, (-0.0)**-1 = -inf
+    negative_finite = (x < 0) & (x > float("-inf"))
+    out = where(negative_finite & ~y_is_int, float("nan"), out)  # (-2)**0.5 is nan; (-inf)**0.5 is inf
+    out = where((x.abs() == 1) & (y.abs() == float("inf")), 1.0, out)  # (-1)**inf == 1
     out = where(y == 0, 1.0, out)            # x**0 == 1, even for nan
     out = where(x == 1, 1.0, out)            # 1**y == 1, even for nan
     if not dtype.is_floating_point:
@@ -1366,6 +1547,8 @@ def _arg_extreme(x: Tensor, dim, keepdim: bool, largest: bool) -> Tensor:
         return _arg_extreme(flat, 0, False, largest) if not keepdim else \
             _arg_extreme(flat, 0, False, largest).reshape((1,) * x.ndim)
     d = normalize_dim(dim, x.ndim)
+    if x.ndim == 0:  # torch: the argmax of a 0-d tensor along dim 0 / -1 is 0
+        return Tensor._make(N.const(0, dtypes.int64, ()))
     x._check_nonempty(name, d)
     key = x if largest else _negate_order(x)
     best = key.amax(d, keepdim=True)
@@ -1373,14 +1556,17 @@ def _arg_extreme(x: Tensor, dim, keepdim: bool, largest: bool) -> Tensor:
     if key.dtype.is_floating_point:
         hit = hit | (key != key)  # NaN wins, like PyTorch
     n = x.shape[d]
-    positions = _arange_node(n).reshape(tuple(n if i == d else 1 for i in range(x.ndim)))
+    positions = _arange_node(n, x).reshape(tuple(n if i == d else 1 for i in range(x.ndim)))
     candidates = where(hit, positions, n)
     # the first hit: the smallest position, i.e. minus the max of minus positions
     first = -((-candidates).amax(d, keepdim=keepdim))
     return first
 
 
-def _arange_node(n: int) -> Tensor:
+def _arange_node(n: int, like: Tensor | None = None) -> Tensor:
+    """0, 1, ..., n-1 as int64, on the device of `like` (positions for argmax, masks for cumsum)."""
+    if like is not None and _device.state.cuda_used:
+        return arange(n, device=like.device)
     return arange(n)
 
 
@@ -1428,13 +1614,13 @@ def _shape_args(args) -> tuple:
 def realize(*tensors: Tensor) -> None:
     """Realise several tensors in one schedule (shared work is computed once)."""
     nodes = [t._node for t in tensors if t._node.realized is None and t._node.op is not Op.BUFFER]
-    if nodes:
-        _realize.realize(nodes)
+    detached = (_realize.realize(nodes) if nodes else None) or {}  # on a GPU: buffers of constant graphs
     for t in tensors:
         node = t._node
-        if node.realized is not None and not t._requires_grad:
+        buf = node.realized if node.realized is not None else detached.get(id(node))
+        if buf is not None and (not t._requires_grad or node.realized is None):
             # nothing needs this tensor's history any more: drop the graph, keep the buffer
-            t._node = N.buffer(node.realized, node.shape)
+            t._node = N.buffer(buf, node.shape)
 
 
 def tensor(data, dtype: DType | None = None, device=None, requires_grad: bool = False) -> Tensor:
@@ -1442,7 +1628,9 @@ def tensor(data, dtype: DType | None = None, device=None, requires_grad: bool = 
     _device.normalize(device)
     arr = _to_numpy_data(data, dtype)
     t = object.__new__(Tensor)
-    t._init_from_array(arr, requires_grad)
+    t._init_from_array(arr, requires_grad and device is None)
+    if device is not None:
+        _device.place(t, device, requires_grad)
     return t
 
 

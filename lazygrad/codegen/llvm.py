@@ -30,6 +30,11 @@ F32, F64 = ir.FloatType(), ir.DoubleType()
 # a multiply feeding a sum becomes one fused multiply-add.
 FAST = ()
 REDUCE_FLAGS = ("reassoc", "contract", "nsz")
+# Inside a "blocked" loop (register blocking, see lower.py) each accumulator is
+# updated in order: without `reassoc` the loop vectoriser leaves the loop alone
+# (it would otherwise vectorise it as a reduction, along the loop), and the SLP
+# vectoriser packs the block's independent updates into vector FMAs instead.
+BLOCKED_FLAGS = ("contract",)
 
 
 def value_type(dtype):
@@ -82,6 +87,7 @@ class _Renderer:
         self.entry_builder = ir.IRBuilder(self.entry)
         self.values: dict[int, object] = {}
         self.loops: dict[int, tuple] = {}
+        self.blocked_depth = 0  # how many enclosing loops carry the "blocked" hint
 
     def alloca(self, typ):
         return self.entry_builder.alloca(typ)
@@ -118,12 +124,16 @@ class _Renderer:
         b.cbranch(b.icmp_signed("<", i, end), body, exit_)
         b.position_at_end(body)
         self.loops[id(ins)] = (counter, header, exit_)
+        if self.p.loop_hints.get(ins.arg) == "blocked":
+            self.blocked_depth += 1
         return i
 
     def r_endloop(self, ins):
         b = self.b
         loop_ins = self.p.instrs[ins.src[0]]
         counter, header, exit_ = self.loops[id(loop_ins)]
+        if self.p.loop_hints.get(loop_ins.arg) == "blocked":
+            self.blocked_depth -= 1
         b.store(b.add(b.load(counter), ir.Constant(I64, 1)), counter)
         b.branch(header)
         b.position_at_end(exit_)
@@ -158,12 +168,13 @@ class _Renderer:
         old, v = b.load(slot), self.values[ins.src[1]]
         if ins.arg == "ADD":
             producer = self.p.instrs[ins.src[1]]
+            flags = BLOCKED_FLAGS if self.blocked_depth else REDUCE_FLAGS
             if _is_float(acc_dtype) and producer.op == "alu" and producer.arg == "MUL":
                 x, y = (self.values[s] for s in producer.src)
                 # the product carries `contract` too, so LLVM fuses it with the sum into an FMA
-                new = b.fadd(old, b.fmul(x, y, flags=REDUCE_FLAGS), flags=REDUCE_FLAGS)
+                new = b.fadd(old, b.fmul(x, y, flags=flags), flags=flags)
             elif _is_float(acc_dtype):
-                new = b.fadd(old, v, flags=REDUCE_FLAGS)
+                new = b.fadd(old, v, flags=flags)
             elif _is_bool(acc_dtype):
                 new = b.or_(old, v)
             else:

@@ -74,6 +74,8 @@ LOG2E = math.log2(math.e)
 # registers, the classic AVX2 matmul block (16 registers in all).
 UPCAST_U = 16
 UPCAST_R = 6
+# Largest scratch panel (per thread) for the packed operand of the upcast nest.
+PACK_LIMIT_BYTES = 8 << 20
 
 
 def contiguous_strides(shape) -> tuple:
@@ -100,6 +102,8 @@ def movement_index(node: Node, idx: tuple) -> tuple:
     op = node.op
     if op is Op.RESHAPE:
         src_shape = node.src[0].shape
+        if 0 in src_shape:  # an empty tensor is never read (its strides would divide by zero)
+            return tuple(symbolic.Expr.of(0) for _ in src_shape)
         flat = flat_index(idx, node.shape)
         return tuple((flat // stride) % size if size > 1 else symbolic.Expr.of(0)
                      for size, stride in zip(src_shape, contiguous_strides(src_shape)))
@@ -183,8 +187,9 @@ def _hashable(arg):
 
 
 class Lowerer:
-    def __init__(self, kernel):
+    def __init__(self, kernel, scratch: bool = True):
         self.kernel = kernel
+        self.allow_scratch = scratch
         self.b = _Builder()
         # parameter 0 is the output, then the inputs in the kernel's order
         self.param_of: dict[int, int] = {}
@@ -194,9 +199,13 @@ class Lowerer:
             self.params.append((node.dtype, False))
         self.error_param = None
         self.error_acc = None
+        self.error_sites: list = []  # (axis, size) of each index check, see flag_error
         self.value_memo: list[dict] = [{}]
         self.loop_vars: dict[str, int] = {}
         self.loop_count = 0
+        self.loop_hints: dict[str, str] = {}
+        self.scratch: dict[int, int] = {}  # scratch parameter -> element count (see lower_upcast)
+        self.block_hook = None             # called inside a register block's loops (see lower_upcast)
         self.work = 0
         # the reductions computed inside this kernel, sources before consumers
         self.reduces = [n for n in toposort([kernel.output])
@@ -248,6 +257,13 @@ class Lowerer:
         if ehi >= hi:
             conds.append(self.b.alu("CMPLT", dtypes.bool_, self.render_index(e), self.b.const(hi, INDEX)))
         return self._and(*conds)
+
+    def clamp_index(self, ref: int, lo: int, hi: int) -> int:
+        """min(max(ref, lo), hi) on index values."""
+        b = self.b
+        lo_ref, hi_ref = b.const(lo, INDEX), b.const(hi, INDEX)
+        ref = b.alu("WHERE", INDEX, b.alu("CMPLT", dtypes.bool_, ref, lo_ref), lo_ref, ref)
+        return b.alu("WHERE", INDEX, b.alu("CMPLT", dtypes.bool_, hi_ref, ref), hi_ref, ref)
 
     def _and(self, *conds):
         conds = [c for c in conds if c is not None]
@@ -361,9 +377,16 @@ class Lowerer:
         if node.op is Op.CONST and id(node) not in self.param_of:
             return b.const(node.arg, node.dtype)
         if id(node) in self.param_of:
-            addr_ref = self.render_index(flat_index(idx, node.shape))
+            addr = flat_index(idx, node.shape)
+            addr_ref = self.render_index(addr)
             if gate is not None:
                 addr_ref = b.alu("WHERE", INDEX, gate, addr_ref, b.const(0, INDEX))
+            else:
+                lo, hi = addr.bounds
+                if lo < 0 or hi >= node.numel:
+                    # the index arithmetic could not prove the address in range: clamp it, so
+                    # that a kernel never reads outside its buffer
+                    addr_ref = self.clamp_index(addr_ref, 0, max(node.numel - 1, 0))
             return b.emit("load", node.dtype, (self.param_of[id(node)], addr_ref), dedup=True)
         op = node.op
         if op in ELEMENTWISE:
@@ -423,7 +446,12 @@ class Lowerer:
             for src_idx in src_idxs:
                 self.hoist_reductions(src, src_idx, inner)
         accs = [b.emit("acc", node.dtype, (), init, dedup=False) for _ in idxs]
+        if len(idxs) > 1:
+            for name, _ in loop_vars:
+                self.loop_hints[name] = "blocked"
         loops = [self.open_loop(name, b.const(0, INDEX), b.const(size, INDEX)) for name, size in loop_vars]
+        if self.block_hook is not None and len(idxs) > 1:
+            self.block_hook(src_idxs, loop_vars)
         for acc, src_idx in zip(accs, src_idxs):
             value = self.render(src, src_idx, gate)
             b.emit("update", None, (acc, value), "ADD" if node.op is Op.SUM else "MAX", dedup=False)
@@ -445,14 +473,19 @@ class Lowerer:
         ok = b.alu("AND", dtypes.bool_,
                    b.alu("CMPLT", dtypes.bool_, b.const(-1, dtypes.int64), iv),
                    b.alu("CMPLT", dtypes.bool_, iv, b.const(size, dtypes.int64)))
-        self.flag_error(ok, gate)
+        self.flag_error(ok, gate, iv, axis, size)
         safe = b.alu("WHERE", INDEX, ok, iv, b.const(0, INDEX))
         new_idx = list(idx)
         new_idx[axis] = symbolic.value(safe, 0, max(size - 1, 0))
         return self.render(src, tuple(new_idx), gate)
 
-    def flag_error(self, ok: int, gate) -> None:
-        """Record (without branching) that an index was out of range; the runtime raises after the launch."""
+    def flag_error(self, ok: int, gate, value: int, axis: int, size: int) -> None:
+        """Record (without branching) that index `value` was out of range; the runtime raises after the launch.
+
+        The int64 error flag keeps the max of `encode_index_error(value, site)` over the bad
+        elements (0: no error), so the error message can name an offending index and the
+        dimension and size it was checked against (`self.error_sites[site]`).
+        """
         b = self.b
         if self.error_acc is None:
             self.error_param = len(self.params)
@@ -462,7 +495,24 @@ class Lowerer:
         bad = b.alu("CMPEQ", dtypes.bool_, ok, b.const(False, dtypes.bool_))
         if gate is not None:
             bad = b.alu("AND", dtypes.bool_, bad, gate)
-        b.emit("update", None, (self.error_acc, bad), "OR", dedup=False)
+        site = len(self.error_sites) % ERROR_SITES
+        self.error_sites.append((axis, size))
+        code = self.encode_index_error(value, site)
+        b.emit("update", None, (self.error_acc, b.alu("WHERE", dtypes.int64, bad, code, b.const(0, dtypes.int64))),
+               "MAX", dedup=False)
+
+    def encode_index_error(self, value: int, site: int) -> int:
+        """A positive int64 naming an index value and its check site (see `decode_index_error`)."""
+        b, i64 = self.b, dtypes.int64
+        c = lambda v: b.const(v, i64)  # noqa: E731
+        lt = lambda x, y: b.alu("CMPLT", dtypes.bool_, x, y)  # noqa: E731
+        v = b.alu("CAST", i64, value) if self.b.instrs[value].dtype is not i64 else value
+        v = b.alu("WHERE", i64, lt(v, c(-ERROR_VALUE_LIMIT)), c(-ERROR_VALUE_LIMIT), v)
+        v = b.alu("WHERE", i64, lt(c(ERROR_VALUE_LIMIT), v), c(ERROR_VALUE_LIMIT), v)
+        # v >= 0 -> 2v + 2 (even), v < 0 -> -2v + 1 (odd): always >= 1
+        magnitude = b.alu("WHERE", i64, lt(v, c(0)), b.alu("ADD", i64, b.alu("MUL", i64, v, c(-2)), c(1)),
+                          b.alu("ADD", i64, b.alu("MUL", i64, v, c(2)), c(2)))
+        return b.alu("ADD", i64, b.alu("MUL", i64, magnitude, c(ERROR_SITES)), c(site))
 
     # ---- loop structures ----
     def store(self, idx: tuple, value: int) -> None:
@@ -481,31 +531,45 @@ class Lowerer:
         red = self.reduces[0]
         out = self.kernel.output
         axes = [a for a, s in enumerate(out.shape) if s > 1]
-        if not axes or out.shape[axes[-1]] < 8 or any(s.op is Op.GATHER for s in self.kernel.nodes):
+        if out.numel == 0 or not axes or out.shape[axes[-1]] < 8 or any(s.op is Op.GATHER for s in self.kernel.nodes):
             return None
         m_axis = axes[-1]
-        full_idx = tuple(out_vars.get(a, symbolic.Expr.of(0)) for a in range(len(out.shape)))
-        reads = self.find_reads(out, full_idx, {id(red)})
-        if not reads or len(reads.get(id(red), ())) != 1:
-            return None
-        red_idx = reads[id(red)][0]
+        size_m = out.shape[m_axis]
+        u = UPCAST_U if size_m >= UPCAST_U else 8
         reduced = [a for a in red.arg if red.src[0].shape[a] > 1]
         if not reduced:
             return None
-        src_idx = list(red_idx)
-        for a in red.arg:
-            src_idx[a] = symbolic.var(f"?r{a}", red.src[0].shape[a]) if red.src[0].shape[a] > 1 else symbolic.Expr.of(0)
-        addresses = self.leaf_addresses(red.src[0], tuple(src_idx))
-        k_name, m_name = f"?r{reduced[-1]}", f"i{m_axis}"
+        k_name = f"?r{reduced[-1]}"
+
+        def source_addresses(out_idx):
+            """Addresses the reduction's source reads for the output element at `out_idx`."""
+            reads = self.find_reads(out, out_idx, {id(red)})
+            if not reads or len(reads.get(id(red), ())) != 1:
+                return None
+            src_idx = list(reads[id(red)][0])
+            for a in red.arg:
+                size = red.src[0].shape[a]
+                src_idx[a] = symbolic.var(f"?r{a}", size) if size > 1 else symbolic.Expr.of(0)
+            return self.leaf_addresses(red.src[0], tuple(src_idx))
 
         def strided(addr, name):
             s = var_stride(addr, name)
             return s is None or s not in (0, 1)
-        bad_plain = sum(strided(a, k_name) for a in addresses)
-        bad_upcast = sum(strided(a, m_name) for a in addresses)
-        if bad_upcast >= bad_plain:
+        # the plain nest walks the innermost reduced axis ...
+        full_idx = tuple(out_vars.get(a, symbolic.Expr.of(0)) for a in range(len(out.shape)))
+        plain = source_addresses(full_idx)
+        # ... the blocked nest the U consecutive outputs of a block (placed as lower_upcast places them)
+        if size_m % u == 0:
+            block_start = symbolic.var("?b", size_m // u) * u
+        else:
+            block_start = symbolic.var("?s", size_m - u + 1)
+        blocked_idx = list(full_idx)
+        blocked_idx[m_axis] = block_start + symbolic.var("?u", u)
+        blocked = source_addresses(tuple(blocked_idx))
+        if plain is None or blocked is None:
             return None
-        u = UPCAST_U if out.shape[m_axis] >= UPCAST_U else 8
+        if sum(strided(a, "?u") for a in blocked) >= sum(strided(a, k_name) for a in plain):
+            return None
         n_axis = axes[-2] if len(axes) >= 2 else None
         r = UPCAST_R if n_axis is not None and out.shape[n_axis] >= UPCAST_R else 1
         return m_axis, u, (n_axis if r > 1 else None), r
@@ -514,14 +578,19 @@ class Lowerer:
         kernel, b = self.kernel, self.b
         out = kernel.output
         shape = out.shape
+        if out.op is Op.SCATTER:
+            return self.lower_scatter()
         self.start_arg = b.emit("arg", INDEX, (), "start", dedup=False)
         self.end_arg = b.emit("arg", INDEX, (), "end", dedup=False)
         self.outer_size = None
         self.loops: list[int] = []
         # plan with placeholder variables named after the output axes
-        out_vars = {a: symbolic.var(f"i{a}", s) for a, s in enumerate(shape) if s > 1}
+        # (an axis of size 0 gets a loop too: it runs no iteration, so nothing is written)
+        out_vars = {a: symbolic.var(f"i{a}", s) for a, s in enumerate(shape) if s != 1}
         upcast = self.plan_upcast(out_vars)
-        if upcast is not None:
+        if out.numel == 0:  # nothing to compute: one empty loop, so that nothing is read or written
+            self.open_output_loop("i", 0)
+        elif upcast is not None:
             self.lower_upcast(*upcast)
         else:
             self.lower_plain(out_vars)
@@ -533,7 +602,9 @@ class Lowerer:
         work = max(1, self.work) * max(1, out.numel)
         for red in self.reduces:
             work += max(1, red.src[0].numel)
-        return Program(kernel.name, self.params, instrs, self.outer_size or 1, self.error_param, work)
+        return Program(kernel.name, self.params, instrs, 1 if self.outer_size is None else self.outer_size,
+                       self.error_param, work,
+                       loop_hints=self.loop_hints, scratch=self.scratch)
 
     def open_output_loop(self, name: str, size: int) -> int:
         """Open a loop over range(size); the first one opened is bounded by start/end for the thread split."""
@@ -573,27 +644,49 @@ class Lowerer:
         self.store(full_idx, self.render(out, full_idx, None))
 
     def lower_upcast(self, m_axis: int, u: int, n_axis, r: int) -> None:
-        """Structure 3: R x U output blocks, one reduction loop per block with R*U accumulators."""
+        """Structure 3: R x U output blocks, one reduction loop per block with R*U accumulators.
+
+        With several row blocks, the part of the reduction's source that does
+        not depend on the row (b[k, m] in a matmul) is first copied, for the
+        current U columns, into a contiguous scratch panel: scratch[k*U + u].
+        The block loop then reads it with unit stride, however b is laid out
+        (a row of b 4 KB long would otherwise put every b[k, m0:m0+U] in the
+        same cache set), and the copy is paid once per column block instead of
+        once per row block.
+        """
         b = self.b
         out = self.kernel.output
         shape = out.shape
+        red = self.reduces[0]
         idx = [symbolic.Expr.of(0)] * len(shape)
         for a, s in enumerate(shape):
             if s > 1 and a not in (m_axis, n_axis):
                 self.open_output_loop(f"i{a}", s)
                 idx[a] = symbolic.var(f"i{a}", s)
+        blocks_n = -(-shape[n_axis] // r) if n_axis is not None else 1
+        blocks_m = -(-shape[m_axis] // u)
+        packed = []
+        if self.allow_scratch and blocks_n >= 2 and (blocks_m >= 4 or blocks_m >= blocks_n):
+            packed = self.plan_pack(red, idx, m_axis, u, n_axis)
+        # with a panel to reuse, the column blocks are the outer loop (and the one split across threads)
+        order = [(m_axis, u), (n_axis, r)] if packed else [(n_axis, r), (m_axis, u)]
         block_starts = {}
-        for axis, width in ((n_axis, r), (m_axis, u)):
+        for axis, width in order:
             if axis is None:
                 continue
             size = shape[axis]
             blocks = -(-size // width)
             loop = self.open_output_loop(f"b{axis}", blocks)
-            # the last block starts at size - width: it overlaps the one before instead of running short
-            first = b.alu("MUL", INDEX, loop, b.const(width, INDEX))
-            limit = b.const(size - width, INDEX)
-            start = b.alu("WHERE", INDEX, b.alu("CMPLT", dtypes.bool_, first, limit), first, limit)
-            block_starts[axis] = symbolic.value(start, 0, size - width)
+            if size % width == 0:
+                block_starts[axis] = symbolic.var(f"b{axis}", blocks) * width
+            else:
+                # the last block starts at size - width: it overlaps the one before instead of running short
+                first = b.alu("MUL", INDEX, loop, b.const(width, INDEX))
+                limit = b.const(size - width, INDEX)
+                start = b.alu("WHERE", INDEX, b.alu("CMPLT", dtypes.bool_, first, limit), first, limit)
+                block_starts[axis] = symbolic.value(start, 0, size - width)
+            if axis == m_axis and packed:
+                self.emit_pack(red, packed, idx, m_axis, block_starts[m_axis], u, n_axis)
         rows = range(r) if n_axis is not None else [None]
         block = []
         for i in rows:
@@ -603,17 +696,207 @@ class Lowerer:
                     e[n_axis] = block_starts[n_axis] + i
                 e[m_axis] = block_starts[m_axis] + j
                 block.append(tuple(e))
-        red = self.reduces[0]
         red_idxs = []
         for e in block:
             reads = self.find_reads(out, e, {id(red)})
             red_idxs.append(reads[id(red)][0])
+        if packed:
+            self.block_hook = lambda src_idxs, loop_vars: self.read_pack(red, packed, src_idxs, loop_vars, u)
         self.render_reduce(red, red_idxs, None)
+        self.block_hook = None
         for e in block:
             self.store(e, self.render(out, e, None))
 
+    def _reduce_source_index(self, red: Node, out_idx: tuple, reduce_vars: dict):
+        """The index of the reduction's source for output `out_idx`, reduced axes from `reduce_vars`."""
+        reads = self.find_reads(self.kernel.output, out_idx, {id(red)})
+        if not reads or len(reads.get(id(red), ())) != 1:
+            return None
+        src_idx = list(reads[id(red)][0])
+        for a in red.arg:
+            src_idx[a] = reduce_vars.get(a, symbolic.Expr.of(0))
+        return tuple(src_idx)
+
+    def value_deps(self, node: Node, idx: tuple):
+        """Names of the loop variables `node`'s value at `idx` depends on, or None when unknown (a gather)."""
+        names, seen, stack = set(), set(), [(node, idx)]
+        while stack:
+            n, i = stack.pop()
+            if (id(n), i) in seen:
+                continue
+            seen.add((id(n), i))
+            if id(n) in self.param_of:
+                names |= expr_vars(flat_index(i, n.shape))
+            elif n.op is Op.CONST:
+                continue
+            elif n.op in ELEMENTWISE:
+                stack.extend((s, i) for s in n.src)
+            elif n.op is Op.PAD:
+                for e in i:
+                    names |= expr_vars(e)
+                stack.append((n.src[0], tuple(e - before for e, (before, _) in zip(i, n.arg))))
+            elif n.op in MOVEMENT:
+                stack.append((n.src[0], movement_index(n, i)))
+            else:
+                return None
+        return names
+
+    def plan_pack(self, red: Node, idx: list, m_axis: int, u: int, n_axis: int) -> list:
+        """The largest parts of the reduction's source that do not depend on the row: packed per column block."""
+        src = red.src[0]
+        k_total = math.prod(src.shape[a] for a in red.arg)
+        if k_total * u * 8 > PACK_LIMIT_BYTES:
+            return []
+        e = list(idx)
+        e[n_axis] = symbolic.var("?n", self.kernel.output.shape[n_axis])
+        e[m_axis] = symbolic.var("?s", self.kernel.output.shape[m_axis]) + symbolic.var("?u", u)
+        reduce_vars = {a: symbolic.var(f"?r{a}", src.shape[a]) for a in red.arg if src.shape[a] > 1}
+        src_idx = self._reduce_source_index(red, tuple(e), reduce_vars)
+        if src_idx is None:
+            return []
+        moving = {f"?r{a}" for a in reduce_vars} | {"?s", "?u"}
+        chosen, seen, stack = [], set(), [(src, src_idx)]
+        while stack:
+            n, i = stack.pop()
+            if (id(n), i) in seen or n.op is Op.CONST:
+                continue
+            seen.add((id(n), i))
+            deps = self.value_deps(n, i)
+            if deps is not None and "?n" not in deps and deps & moving:
+                chosen.append(n)
+            elif n.op in ELEMENTWISE and id(n) not in self.param_of:
+                stack.extend((s, i) for s in n.src)
+            elif n.op in MOVEMENT and n.op is not Op.PAD and id(n) not in self.param_of:
+                stack.append((n.src[0], movement_index(n, i)))
+        # each packed part must be read at exactly one place of the source
+        reads = self.find_reads(src, src_idx, {id(n) for n in chosen})
+        if not reads:
+            return []
+        packed = []
+        for n in dict.fromkeys(chosen):
+            if len(reads.get(id(n), ())) == 1:
+                self.params.append((n.dtype, True))
+                self.scratch[len(self.params) - 1] = k_total * u
+                packed.append((n, len(self.params) - 1))
+        return packed
+
+    def emit_pack(self, red: Node, packed: list, idx: list, m_axis: int, m_start, u: int, n_axis: int) -> None:
+        """scratch[k*U + j] = part(row 0, k, m_start + j) for every k of the reduction and j < U."""
+        b = self.b
+        src = red.src[0]
+        pack_vars, reduce_vars = [], {}
+        for a in red.arg:
+            if src.shape[a] > 1:
+                name, v = self.new_var("p", src.shape[a])
+                pack_vars.append((name, src.shape[a]))
+                reduce_vars[a] = v
+        loops = [self.open_loop(name, b.const(0, INDEX), b.const(size, INDEX)) for name, size in pack_vars]
+        k_flat = flat_index(tuple(v for v in reduce_vars.values()), tuple(size for _, size in pack_vars))
+        targets = {id(n) for n, _ in packed}
+        for j in range(u):
+            e = list(idx)
+            e[n_axis] = symbolic.Expr.of(0)  # the packed parts are the same for every row: take row 0
+            e[m_axis] = m_start + j
+            src_idx = self._reduce_source_index(red, tuple(e), reduce_vars)
+            reads = self.find_reads(src, src_idx, targets)
+            for node, param in packed:
+                value = self.render(node, reads[id(node)][0], None)
+                addr = self.render_index(k_flat * u + j)
+                b.emit("store", None, (param, addr, value), dedup=False)
+        for loop in reversed(loops):
+            self.close_loop(loop)
+
+    def read_pack(self, red: Node, packed: list, src_idxs: list, loop_vars: list, u: int) -> None:
+        """Inside the block's reduction loops: make the packed parts read from their scratch panels."""
+        b = self.b
+        k_flat = flat_index(tuple(symbolic.var(name, size) for name, size in loop_vars),
+                            tuple(size for _, size in loop_vars))
+        targets = {id(n) for n, _ in packed}
+        for i, src_idx in enumerate(src_idxs):
+            reads = self.find_reads(red.src[0], src_idx, targets)
+            addr = self.render_index(k_flat * u + i % u)
+            for node, param in packed:
+                load = b.emit("load", node.dtype, (param, addr), dedup=True)
+                self.value_memo[-1][(id(node), reads[id(node)][0], None)] = load
+
+    # ---- SCATTER (written by the indexing work; kept apart from the loop structures above) ----
+    def lower_scatter(self) -> Program:
+        """A scatter kernel: copy `base` into the output, then write `src` at the indexed places.
+
+            out = base                                    # loop 1, over the output
+            for j in index's index space:                 # loop 2, serial
+                i = index[j]                              # checked: 0 <= i < size, else flag
+                pos = j with pos[axis] = i
+                out[pos] = src[j]          (reduce None)
+                out[pos] = out[pos] + src[j]  (reduce 'add')
+
+        Loop 2 may hit the same output element several times, so the kernel is
+        never split over threads: its outermost loop (from `start` to `end`) has
+        exactly one iteration, which the runtime cannot divide. A bad index
+        writes nothing (the old value is stored back) and sets the error flag.
+        """
+        b = self.b
+        node = self.kernel.output
+        base, index, src = node.src
+        axis, reduce = node.arg
+        if reduce not in (None, "add"):
+            raise NotImplementedError(f"lowering of SCATTER with reduce={reduce!r} is not implemented")
+        size = node.shape[axis]
+        start_arg = b.emit("arg", INDEX, (), "start", dedup=False)
+        end_arg = b.emit("arg", INDEX, (), "end", dedup=False)
+        whole = self.open_loop("s", start_arg, end_arg)  # one iteration: start=0, end=1
+
+        def loops_over(shape, prefix):
+            idx, loops = [], []
+            for s in shape:
+                if s == 1:
+                    idx.append(symbolic.Expr.of(0))
+                    continue
+                name, var = self.new_var(prefix, s)
+                loops.append(self.open_loop(name, b.const(0, INDEX), b.const(s, INDEX)))
+                idx.append(var)
+            return tuple(idx), loops
+
+        # 1. out = base
+        idx, loops = loops_over(node.shape, "c")
+        self.store(idx, self.render(base, idx, None))
+        for loop in reversed(loops):
+            self.close_loop(loop)
+        # 2. out[..., index[j], ...] = src[j]  (or +=)
+        idx, loops = loops_over(index.shape, "w")
+        iv = self.render(index, idx, None)
+        ok = b.alu("AND", dtypes.bool_,
+                   b.alu("CMPLT", dtypes.bool_, b.const(-1, dtypes.int64), iv),
+                   b.alu("CMPLT", dtypes.bool_, iv, b.const(size, dtypes.int64)))
+        self.flag_error(ok, None, iv, axis, size)
+        safe = b.alu("WHERE", INDEX, ok, iv, b.const(0, INDEX))
+        pos = list(idx)
+        pos[axis] = symbolic.value(safe, 0, max(size - 1, 0))
+        addr = self.render_index(flat_index(tuple(pos), node.shape))
+        value = self.render(src, idx, None)
+        old = b.emit("load", node.dtype, (0, addr), dedup=False)  # the output is being written: never reuse
+        new = b.alu("ADD", node.dtype, old, value) if reduce == "add" else value
+        b.emit("store", None, (0, addr, b.alu("WHERE", node.dtype, ok, new, old)), dedup=False)
+        for loop in reversed(loops):
+            self.close_loop(loop)
+        self.close_loop(whole)
+        instrs = b.instrs
+        if self.error_acc is not None:
+            instrs = _hoist_error_flag(instrs, self.error_param)
+        work = max(1, node.numel) + max(1, index.numel) * max(1, self.work)
+        return Program(self.kernel.name, self.params, instrs, 1, self.error_param, work)
+
 
 _ERROR_ACC = -1  # placeholder reference to the error accumulator, fixed up by _hoist_error_flag
+ERROR_SITES = 256              # error codes are magnitude * ERROR_SITES + site
+ERROR_VALUE_LIMIT = 1 << 52    # index values reported in errors are clamped to +-2**52
+
+
+def decode_index_error(code: int) -> tuple[int, int]:
+    """(index value, site) from a nonzero error flag written by `Lowerer.flag_error`."""
+    magnitude, site = divmod(code, ERROR_SITES)
+    value = magnitude // 2 - 1 if magnitude % 2 == 0 else -(magnitude - 1) // 2
+    return value, site
 
 
 def _hoist_error_flag(instrs: list, error_param: int) -> list:
@@ -623,19 +906,23 @@ def _hoist_error_flag(instrs: list, error_param: int) -> list:
     """
     def shift(ref):
         return 0 if ref == _ERROR_ACC else ref + 1
-    out = [Instr("acc", dtypes.bool_, (), False)]
+    out = [Instr("acc", dtypes.int64, (), 0)]
     for ins in instrs:
         src = tuple(shift(s) for s in ins.src)
         if ins.op in ("load", "store"):  # the first source is a parameter number, not a reference
             src = (ins.src[0],) + src[1:]
         out.append(Instr(ins.op, ins.dtype, src, ins.arg))
     flag = len(out)
-    out.append(Instr("read", dtypes.bool_, (0,), None))
-    out.append(Instr("alu", dtypes.int64, (flag,), "CAST"))
+    out.append(Instr("read", dtypes.int64, (0,), None))
     out.append(Instr("const", INDEX, (), 0))
-    out.append(Instr("store", None, (error_param, flag + 2, flag + 1), None))
+    out.append(Instr("store", None, (error_param, flag + 1, flag), None))
     return out
 
 
-def lower(kernel) -> Program:
-    return Lowerer(kernel).lower()
+def lower(kernel, scratch: bool = True) -> Program:
+    """The loop Program of a scheduled kernel. `scratch=False`: use no scratch parameters
+    (for a renderer that cannot give each slice of a launch its own scratch memory)."""
+    lowerer = Lowerer(kernel, scratch)
+    program = lowerer.lower()
+    program.error_sites = tuple(lowerer.error_sites)
+    return program

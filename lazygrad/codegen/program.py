@@ -16,9 +16,23 @@ Instruction kinds (`Instr.op`):
   acc     arg=initial value                  a mutable accumulator
   update  src=(acc, value) arg=ADD|MAX|OR    acc = op(acc, value)
   read    src=(acc,)                         the accumulator's current value
+  arg     arg="start"|"end"                  the kernel's start/end arguments (see below)
 The dtype "index" is a 64-bit signed integer used for loop variables and
 addresses. Every program takes two extra index arguments, `start` and `end`,
 bounding its outermost loop, so the runtime can split it across threads.
+
+Scratch parameters (`Program.scratch`, parameter -> element count) are
+buffers the kernel writes and reads itself (e.g. a packed panel of a matmul
+operand). The runtime gives every slice of a launch its own scratch memory of
+that many elements, contents undefined. `lower(kernel, scratch=False)` makes
+programs without them.
+
+Loop hints (`Program.loop_hints`, loop name -> hint) tell a renderer how a
+loop was built; a renderer may ignore them, the program means the same:
+  "blocked"  the loop's body updates a block of independent accumulators
+             (register blocking, see lower.py): keep each accumulator's
+             updates in loop order and vectorise across the block, not along
+             this loop.
 """
 from __future__ import annotations
 
@@ -54,12 +68,17 @@ class Program:
     outer_size: int = 1                          # trip count of the outermost loop
     error_param: int | None = None               # index of the int64 error-flag parameter
     work: int = 0                                # rough count of element operations, for threading
+    error_sites: tuple = ()                      # (axis, size) per index check, to explain an error flag
+    loop_hints: dict = field(default_factory=dict)  # loop name -> hint (see the module docstring)
+    scratch: dict = field(default_factory=dict)     # scratch parameter -> element count (see the docstring)
 
     def text(self) -> str:
         """A readable listing; also the key the kernel cache hashes."""
         lines = [f"program {self.name} outer={self.outer_size}"]
         for i, (dtype, is_out) in enumerate(self.params):
             role = "error" if i == self.error_param else ("out" if is_out else "in")
+            if i in self.scratch:
+                role = f"scratch[{self.scratch[i]}]"
             lines.append(f"  param {i}: {dtype.name if isinstance(dtype, DType) else dtype}* {role}")
         depth = 1
         for i, ins in enumerate(self.instrs):
@@ -68,7 +87,8 @@ class Program:
             dt = ins.dtype.name if isinstance(ins.dtype, DType) else (ins.dtype or "")
             src = " ".join(f"%{s}" for s in ins.src)
             arg = "" if ins.arg is None else f" [{_arg_text(ins.arg)}]"
-            lines.append(f"{'  ' * depth}%{i} = {ins.op} {dt} {src}{arg}".rstrip())
+            hint = f"  ; {self.loop_hints[ins.arg]}" if ins.op == "loop" and ins.arg in self.loop_hints else ""
+            lines.append(f"{'  ' * depth}%{i} = {ins.op} {dt} {src}{arg}".rstrip() + hint)
             if ins.op == "loop":
                 depth += 1
         return "\n".join(lines)

@@ -158,6 +158,9 @@ class View:
             for d, (st, m) in zip(new_dims[j:j2], split):
                 strides[d], mask[d] = st, m
             i, j = i2, j2
+        for d in reversed(range(len(shape))):   # size-1 dims: any stride works; use PyTorch's choice
+            if shape[d] == 1:
+                strides[d] = strides[d + 1] * shape[d + 1] if d + 1 < len(shape) else 1
         return self._with_mask(shape, strides, self.offset, mask)
 
     # ---- evaluation (for tests and for showing where an element comes from) ----

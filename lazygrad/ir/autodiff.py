@@ -100,7 +100,7 @@ def _expand_to(g: Node, shape: tuple) -> Node:
 
 
 def _is_constant(node: Node) -> bool:
-    return node.op is Op.CONST and node.realized is None
+    return node.op is Op.CONST  # (even if some realize() attached a buffer to it)
 
 
 # ---- the derivative rules: one per primitive ----
@@ -324,34 +324,39 @@ def _differentiable(node: Node) -> bool:
     return node.dtype.is_floating_point and not is_stop_gradient(node)
 
 
-def _on_path(roots: list[Node], wrt_ids: set[int]) -> tuple[list[Node], set[int]]:
+def _on_path(roots: list[Node], wrt: set[Node]) -> tuple[list[Node], set[Node]]:
     """Every node below `roots` (through realized nodes too) in topological order,
-    and the ids of those on a path down to a node of `wrt` along which a gradient
-    can flow (floating-point values, no stop_gradient)."""
+    and the set of those on a path down to a node of `wrt` along which a
+    gradient can flow (floating-point values, no stop_gradient).
+
+    (Nodes hash by identity, so they are used as set and dict keys directly.)
+    """
     order: list[Node] = []
-    seen: set[int] = set()
+    seen: set[Node] = set()
     for root in roots:
-        if id(root) in seen:
+        if root in seen:
             continue
-        stack = [(root, False)]
-        while stack:
-            node, expanded = stack.pop()
-            if expanded:
+        seen.add(root)
+        stack = [(root, iter(root.src))]
+        while stack:            # depth-first; a node is listed after all its sources
+            node, pending = stack[-1]
+            for s in pending:
+                if s not in seen:
+                    seen.add(s)
+                    stack.append((s, iter(s.src)))
+                    break
+            else:
+                stack.pop()
                 order.append(node)
-                continue
-            if id(node) in seen:
-                continue
-            seen.add(id(node))
-            stack.append((node, True))
-            for s in node.src:
-                if id(s) not in seen:
-                    stack.append((s, False))
-    relevant: set[int] = set()
+    relevant: set[Node] = set()
     for node in order:      # sources come before their consumers
-        if id(node) in wrt_ids:
-            relevant.add(id(node))
-        elif _differentiable(node) and any(id(s) in relevant for s in node.src):
-            relevant.add(id(node))
+        if node in wrt:
+            relevant.add(node)
+        elif node.src and _differentiable(node):
+            for s in node.src:
+                if s in relevant:
+                    relevant.add(node)
+                    break
     return order, relevant
 
 
@@ -365,35 +370,34 @@ def gradients(roots: list[Node], seeds: list[Node], wrt: list[Node]) -> list[Nod
         if seed.shape != root.shape:
             raise RuntimeError(f"gradient: seed of shape {list(seed.shape)} for an output of shape "
                                f"{list(root.shape)}")
-    wrt_ids = {id(w) for w in wrt}
-    order, relevant = _on_path(roots, wrt_ids)
-    grads: dict[int, Node] = {}
+    order, relevant = _on_path(roots, set(wrt))
+    grads: dict[Node, Node] = {}
 
     def accumulate(node: Node, g: Node) -> None:
         if g.dtype is not node.dtype:
             g = N.cast(g, node.dtype)
-        previous = grads.get(id(node))
-        grads[id(node)] = g if previous is None else _add(previous, g)
+        previous = grads.get(node)
+        grads[node] = g if previous is None else _add(previous, g)
 
     for root, seed in zip(roots, seeds):
-        if id(root) in relevant:
+        if root in relevant:
             accumulate(root, seed)
     for node in reversed(order):    # consumers before their sources
-        g = grads.get(id(node))
-        if g is None or not node.src or not any(id(s) in relevant for s in node.src):
+        g = grads.get(node)
+        if g is None or not node.src:
             continue
         rule = RULES.get(node.op)
         if rule is None:
             raise NotImplementedError(f"autodiff: no derivative rule for {node.op.name}")
         for src, src_grad in zip(node.src, rule(node, g)):
-            if src_grad is not None and id(src) in relevant:
+            if src_grad is not None and src in relevant:
                 accumulate(src, src_grad)
     out: list[Node | None] = []
     for w in wrt:
-        if id(w) not in relevant:
+        if w not in relevant:
             out.append(None)
         else:
-            out.append(grads.get(id(w), N.const(0.0, w.dtype, w.shape)))
+            out.append(grads.get(w, N.const(0.0, w.dtype, w.shape)))
     return out
 
 

@@ -2,19 +2,32 @@
 
 Every kernel computes one node (its output) into a fresh buffer. Between its
 inputs (leaves: buffers, constants, outputs of earlier kernels) and its
-output, a kernel may contain any number of elementwise and movement ops and at
-most one reduction. The rules, in order:
+output, a kernel may contain any number of elementwise and movement ops and
+reductions (all over the same axes of the same shape). The rules, in order:
 
 1. The nodes asked for are kernel outputs.
 2. Elementwise and movement ops are never kernel outputs on their own: they
    are recomputed inside every kernel that reads them (cheap ALU work instead
    of a round trip through memory).
 3. A reduction is fused into the kernel that reads it when that kernel is the
-   only one reading it and every path from the reduction up to the kernel's
-   output keeps the number of elements (elementwise ops and reshapes that only
-   add or drop size-1 dims): the "epilogue" of the reduction. Otherwise the
-   reduction is its own kernel: for instance when it is broadcast back
-   (`x - x.max(1, keepdim=True)`) or feeds another reduction.
+   only one reading it and either
+   a. every path from the reduction up to the kernel's output keeps the
+      number of elements (elementwise ops and reshapes that only add or drop
+      size-1 dims): the "epilogue" of the reduction (`(a*b).sum(1) * 2`); or
+   b. the reduction is read back through an EXPAND over exactly the reduced
+      axes (a "broadcast epilogue"; elementwise ops may come before the
+      EXPAND, as in `x - max` = `x + expand(-max)`), and from there only
+      through elementwise ops of the reduction's input shape into another
+      reduction of the kernel
+      over the same axes, or into the kernel's output when that has the input
+      shape too. `x - x.max(1, keepdim=True)` is one kernel, and so is a whole
+      row softmax `e / e.sum(1, keepdim=True)` with `e = (x - x.amax(1,
+      keepdim=True)).exp()`: for each row, one loop finds the max, one sums,
+      one writes (lower.py hoists each reduction out of the loops it does not
+      depend on).
+   All reductions in one kernel share one input shape and reduced axes (the
+   kernel's "signature"); a reduction that fits no kernel is its own kernel,
+   for instance when it feeds a reduction over other axes.
 4. Scatters are always kernel outputs (they write at computed places).
 """
 from __future__ import annotations
@@ -29,8 +42,9 @@ from .ops import Op, ELEMENTWISE, REDUCE
 class Kernel:
     output: Node
     inputs: list = field(default_factory=list)   # leaf nodes read, in a fixed order
-    reduce: Node | None = None                   # the reduction computed inside, if any
+    reduce: Node | None = None                   # the reduction nearest the output, if any
     nodes: list = field(default_factory=list)    # every node computed inside (for inspection)
+    reduces: list = field(default_factory=list)  # every reduction computed inside
 
     @property
     def name(self) -> str:
@@ -48,19 +62,84 @@ def _squeezed(shape) -> tuple:
 
 
 def find_kernel_outputs(roots: list[Node]) -> set[int]:
-    """The ids of the nodes that must be written to memory (rules 1-4)."""
+    """The ids of the nodes that must be written to memory (rules 1-4).
+
+    Walks the graph from the outputs down (consumers before producers) and
+    keeps, for every node:
+      kernels[n]   the kernel outputs whose kernels contain n;
+      epilogue[n]  n reaches all of them through element-count-preserving ops;
+      sinks[n]     where n's value flows when it is computed at the full index
+                   of a kernel's iteration space: a set of ("reduce", r) (into
+                   reduction r) and ("output", o) (into output o of n's shape),
+                   through elementwise ops of n's shape only; None when some
+                   path does anything else;
+      expanded[n]  the same for a node read back through an EXPAND: pairs
+                   (expanded shape, sink) reached through elementwise ops of
+                   n's shape, one EXPAND, then as in `sinks` (rule 3b);
+    and for every kernel output k, signature[k]: (input shape, axes) of the
+    kernel's reductions, or None while it has none.
+    """
     order = toposort(roots)
+    by_id = {id(n): n for n in order}
     consumers: dict[int, list[Node]] = {id(n): [] for n in order}
     for n in order:
         if n.realized is None:
             for s in n.src:
                 consumers[id(s)].append(n)
     outputs = {id(r) for r in roots if r.realized is None and r.op is not Op.BUFFER}
-    # kernels[n]: the kernel outputs whose kernels contain n; epilogue[n]: n reaches all of
-    # them through element-count-preserving ops only
     kernels: dict[int, frozenset] = {}
     epilogue: dict[int, bool] = {}
-    has_reduce: set[int] = set()
+    sinks: dict[int, frozenset | None] = {}
+    expanded: dict[int, frozenset | None] = {}
+    signature: dict[int, tuple | None] = {}
+
+    def sinks_from_consumers(n: Node):
+        found = set()
+        for c in consumers[id(n)]:
+            if c.op in REDUCE:
+                found.add(("reduce", id(c)))
+            elif c.op in ELEMENTWISE and c.shape == n.shape:
+                if id(c) in outputs:
+                    found.add(("output", id(c)))
+                elif sinks[id(c)] is None:
+                    return None
+                else:
+                    found |= sinks[id(c)]
+            else:
+                return None
+        return frozenset(found)
+
+    def expanded_from_consumers(n: Node):
+        """(expanded shape, sink) pairs reached through same-shape elementwise ops and then one EXPAND."""
+        found = set()
+        for c in consumers[id(n)]:
+            if id(c) in outputs:
+                return None
+            if c.op is Op.EXPAND and sinks[id(c)]:
+                found |= {(c.shape, sink) for sink in sinks[id(c)]}
+            elif c.op in ELEMENTWISE and c.shape == n.shape and expanded[id(c)]:
+                found |= expanded[id(c)]
+            else:
+                return None
+        return frozenset(found)
+
+    def broadcast_fusable(red: Node, k: int) -> bool:
+        """Rule 3b: may reduction `red` join kernel `k` as a broadcast epilogue?"""
+        sig = (red.src[0].shape, red.arg)
+        if signature[k] is not None and signature[k] != sig:
+            return False
+        if not expanded[id(red)]:
+            return False
+        for shape, (kind, x) in expanded[id(red)]:
+            target = by_id[x]
+            if shape != red.src[0].shape:
+                return False
+            if kind == "reduce" and ((target.src[0].shape, target.arg) != sig or kernels[x] != {k}):
+                return False
+            if kind == "output" and (x != k or target.shape != shape):
+                return False
+        return True
+
     for n in reversed(order):
         if n.is_leaf:
             continue
@@ -68,8 +147,8 @@ def find_kernel_outputs(roots: list[Node]) -> set[int]:
             outputs.add(id(n))
             kernels[id(n)] = frozenset({id(n)})
             epilogue[id(n)] = True
-            if n.op in REDUCE:
-                has_reduce.add(id(n))
+            sinks[id(n)] = expanded[id(n)] = None
+            signature[id(n)] = (n.src[0].shape, n.arg) if n.op in REDUCE else None
             continue
         ks = set()
         epi = True
@@ -77,13 +156,16 @@ def find_kernel_outputs(roots: list[Node]) -> set[int]:
             ks |= kernels[id(c)]
             keeps_count = (c.op in ELEMENTWISE or (c.op is Op.RESHAPE and _squeezed(c.shape) == _squeezed(n.shape)))
             epi = epi and keeps_count and c.numel == n.numel and epilogue[id(c)]
+        sinks[id(n)] = sinks_from_consumers(n)
+        expanded[id(n)] = expanded_from_consumers(n)
         if n.op in REDUCE:
-            if len(ks) == 1 and epi and not (ks & has_reduce):
-                has_reduce |= ks
+            k = next(iter(ks)) if len(ks) == 1 else None
+            if k is not None and ((epi and signature[k] is None) or broadcast_fusable(n, k)):
+                signature[k] = (n.src[0].shape, n.arg)
             else:
                 outputs.add(id(n))
                 ks, epi = {id(n)}, True
-                has_reduce.add(id(n))
+                signature[id(n)] = (n.src[0].shape, n.arg)
         kernels[id(n)] = frozenset(ks)
         epilogue[id(n)] = epi
     return outputs
@@ -111,7 +193,8 @@ def schedule(roots: list[Node]) -> list[Kernel]:
                 return
             kernel.nodes.append(n)
             if n.op in REDUCE:
-                kernel.reduce = n
+                kernel.reduce = kernel.reduce or n
+                kernel.reduces.append(n)
             for s in n.src:
                 visit(s, False)
 

@@ -136,7 +136,8 @@ def launch(kernel: CompiledKernel, arrays: list, program: Program | None = None)
     """
     program = program or kernel.program
     size = program.outer_size
-    pointers = [a.ctypes.data for a in arrays]
+    pointers = [a.ctypes.data if a is not None else None for a in arrays]  # None: the error flag, set below
+    pointers += [None] * (len(program.params) - len(pointers))  # scratch parameters, set below
     error_param = program.error_param
     threads = num_threads()
     if program.work < PARALLEL_WORK_THRESHOLD or threads == 1 or size < 2:
@@ -147,21 +148,30 @@ def launch(kernel: CompiledKernel, arrays: list, program: Program | None = None)
         slices = [(bounds[k], bounds[k + 1]) for k in range(count)]
     flags = []
     calls = []
+    scratch = []  # each slice (thread) gets its own scratch buffers, back to the pool afterwards
     for start, end in slices:
         args = list(pointers)
         if error_param is not None:
             flag = np.zeros(1, dtype=np.int64)
             flags.append(flag)
             args[error_param] = flag.ctypes.data
+        for param, numel in program.scratch.items():
+            arr = pool.take(program.params[param][0].np, max(numel, 1))
+            scratch.append(arr)
+            args[param] = arr.ctypes.data
         calls.append((args, start, end))
     stats.bump("kernels_launched")
-    if len(calls) == 1:
-        args, start, end = calls[0]
-        kernel.fn(*args, start, end)
-    else:
-        futures = [thread_pool().submit(kernel.fn, *args, start, end) for args, start, end in calls[1:]]
-        args, start, end = calls[0]
-        kernel.fn(*args, start, end)
-        for f in futures:
-            f.result()
+    try:
+        if len(calls) == 1:
+            args, start, end = calls[0]
+            kernel.fn(*args, start, end)
+        else:
+            futures = [thread_pool().submit(kernel.fn, *args, start, end) for args, start, end in calls[1:]]
+            args, start, end = calls[0]
+            kernel.fn(*args, start, end)
+            for f in futures:
+                f.result()
+    finally:
+        for arr in scratch:
+            pool.give(arr)
     return flags

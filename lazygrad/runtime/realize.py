@@ -23,6 +23,7 @@ from ..codegen.lower import lower
 from ..ir.node import Buffer, Node, toposort
 from ..ir.ops import Op
 from ..ir.passes import run_pipeline
+from .. import devices
 from . import cpu
 
 # Hooks called with a dict describing each realisation (used by lazygrad.inspect and DEBUG).
@@ -48,7 +49,8 @@ class Step:
 
 
 class Plan:
-    def __init__(self, steps, root_slots, tmp_meta, last_use, record):
+    def __init__(self, steps, root_slots, tmp_meta, last_use, record, backend=cpu):
+        self.backend = backend          # the runtime module that compiles and runs it (cpu or cuda)
         self.steps = steps
         self.root_slots = root_slots    # per root: ("leaf", i) / ("tmp", j) / ("const", node)
         self.tmp_meta = tmp_meta        # per tmp: (dtype, numel)
@@ -82,18 +84,17 @@ def _buffer_of(leaf: Node) -> Buffer:
     return leaf.realized if leaf.realized is not None else leaf.arg
 
 
-def _build_plan(roots: list[Node], leaves: list[Node]) -> Plan:
+def _build_plan(roots: list[Node], leaves: list[Node], backend=cpu) -> Plan:
     record: dict = {}
     kernels = run_pipeline(roots, record)
     simplified = record["simplified"]
     leaf_slot = {id(n): ("leaf", i) for i, n in enumerate(leaves)}
     out_slot: dict[int, tuple] = {}
     steps, tmp_meta = [], []
-    level = debug_level()
     for kernel in kernels:
         program = lower(kernel)
         t0 = time.perf_counter()
-        compiled = cpu.compile_program(program)
+        compiled = backend.compile_program(program)
         compile_ms = (time.perf_counter() - t0) * 1e3
         kernel.compile_ms = compile_ms
         inputs = []
@@ -105,10 +106,6 @@ def _build_plan(roots: list[Node], leaves: list[Node]) -> Plan:
         tmp_meta.append((kernel.output.dtype, kernel.output.numel))
         out_slot[id(kernel.output)] = slot
         steps.append(Step(kernel, program, compiled, inputs, slot))
-        if level >= 3:
-            print(program.text())
-        if level >= 4:
-            print(compiled.ir_text)
     root_slots = []
     for node in simplified:
         if id(node) in out_slot:
@@ -125,78 +122,117 @@ def _build_plan(roots: list[Node], leaves: list[Node]) -> Plan:
     for kind, j in root_slots:
         if kind == "tmp":
             last_use[j] = len(steps)  # roots live on
-    if level >= 2:
-        for k in kernels:
-            print(f"scheduled {k}")
-    return Plan(steps, root_slots, tmp_meta, last_use, record)
+    return Plan(steps, root_slots, tmp_meta, last_use, record, backend)
 
 
-def realize(nodes: list[Node]) -> None:
-    """Compute every node in `nodes` (that is not computed yet) and attach its buffer."""
+def realize(nodes: list[Node], device: str | None = None):
+    """Compute every node in `nodes` (that is not computed yet) and attach its buffer.
+
+    The graph runs where its buffers are (see devices.plan_device); `device` places a graph that
+    reads no buffer at all (constants only). Returns None, or on a GPU a dict id(node) -> Buffer
+    for the roots whose buffers were not attached (see run_plan).
+    """
     roots = [n for n in dict.fromkeys(nodes) if n.realized is None and n.op is not Op.BUFFER]
     if not roots:
-        return
+        return None
     key, leaves = _structure(roots)
+    backend = cpu
+    if devices.state.cuda_used or device == "cuda":  # nothing to decide until a GPU tensor exists
+        if devices.plan_device(roots, device) == "cuda":
+            from . import cuda as backend
+            key = ("cuda", key)
     plan = _plans.get(key)
     if plan is None:
         stats.bump("schedules_built")
-        plan = _build_plan(roots, leaves)
+        plan = _build_plan(roots, leaves, backend)
         _plans[key] = plan
     else:
         stats.bump("schedule_cache_hits")
-    run_plan(plan, roots, leaves)
+    return run_plan(plan, roots, leaves)
 
 
-def run_plan(plan: Plan, roots: list[Node], leaves: list[Node]) -> None:
-    leaf_arrays = [_buffer_of(n).data for n in leaves]
+def _leaf_buffers(plan: Plan, leaves: list[Node]) -> list[Buffer]:
+    """The leaves' buffers, on the plan's device. Only a GPU plan can meet a buffer of the other
+    device: a 0-d CPU tensor, or a constant that was realised on the CPU before (copied over)."""
+    buffers = [_buffer_of(n) for n in leaves]
+    if plan.backend is cpu:
+        return buffers
+    out = []
+    for buf in buffers:
+        if buf.device != plan.backend.DEVICE:
+            buf = Buffer(plan.backend.DEVICE, buf.dtype, buf.numel, plan.backend.DeviceArray.from_host(buf.data))
+        out.append(buf)
+    return out
+
+
+def run_plan(plan: Plan, roots: list[Node], leaves: list[Node]):
+    backend = plan.backend
+    leaf_buffers = [_buffer_of(n) for n in leaves] if backend is cpu else _leaf_buffers(plan, leaves)
+    leaf_arrays = [b.data for b in leaf_buffers]
     tmp_arrays: list = [None] * len(plan.tmp_meta)
     level = debug_level()
+    if level >= 1:  # LAZYGRAD_DEBUG output is written by lazygrad/inspect/debug.py
+        from ..inspect import debug
+        debug.before_run(plan, roots, level)
     root_tmps = {j for kind, j in plan.root_slots if kind == "tmp"}
     timings = []
     try:
         for i, step in enumerate(plan.steps):
             dtype, numel = plan.tmp_meta[step.output_slot[1]]
-            out = cpu.pool.take(dtype.np, numel)
+            out = backend.pool.take(dtype.np, numel)
             tmp_arrays[step.output_slot[1]] = out
             arrays = [out] + [leaf_arrays[j] if kind == "leaf" else tmp_arrays[j] for kind, j in step.inputs]
             if step.program.error_param is not None:
                 arrays.append(None)  # filled per slice by the launcher
             t0 = time.perf_counter()
-            flags = cpu.launch(step.compiled, arrays, step.program)
+            flags = backend.launch(step.compiled, arrays, step.program)
             elapsed = time.perf_counter() - t0
             timings.append(elapsed)
             if level >= 1:
-                print(f"launch {step.compiled.name:<40} {elapsed * 1e3:8.3f} ms")
-            if any(int(f[0]) for f in flags):
-                raise _index_error(step.kernel)
+                debug.launch(plan, i, step, elapsed)
+            codes = [int(f[0]) for f in flags if int(f[0])]
+            if codes:
+                raise _index_error(step, codes[0])
             # free intermediates whose last reader just ran
             for kind, j in step.inputs:
                 if kind == "tmp" and plan.last_use.get(j) == i and j not in root_tmps and tmp_arrays[j] is not None:
-                    cpu.pool.give(tmp_arrays[j])
+                    backend.pool.give(tmp_arrays[j])
                     tmp_arrays[j] = None
     except BaseException:
         for j, arr in enumerate(tmp_arrays):
             if arr is not None and j not in root_tmps:
-                cpu.pool.give(arr)
+                backend.pool.give(arr)
         raise
+    detached = None
+    device_name = "cpu" if backend is cpu else backend.DEVICE
     for root, (kind, j) in zip(roots, plan.root_slots):
-        if kind == "tmp":
-            root.realized = Buffer("cpu", root.dtype, root.numel, tmp_arrays[j])
-        elif kind == "leaf":
-            root.realized = _buffer_of(leaves[j])
+        buf = Buffer(device_name, root.dtype, root.numel, tmp_arrays[j]) if kind == "tmp" else leaf_buffers[j]
+        if backend is not cpu and devices.graph_device(root) is None:
+            # a graph of constants only: its node is interned and may be shared with CPU graphs,
+            # so a GPU buffer must not be attached to it; the caller takes the buffer
+            detached = detached or {}
+            detached[id(root)] = buf
+        else:
+            root.realized = buf
     for obs in observers:
         obs({"plan": plan, "roots": roots, "timings": timings})
+    return detached
 
 
-def _index_error(kernel) -> IndexError:
-    gathers = [n for n in kernel.nodes if n.op is Op.GATHER]
-    if gathers:
-        g = gathers[0]
-        src, index = g.src
-        return IndexError(f"gather(): index out of range in self: an index is outside [0, {src.shape[g.arg]}) "
-                          f"for dim {g.arg} of a tensor of shape {tuple(src.shape)} "
-                          f"(index shape {tuple(index.shape)})")
-    return IndexError("index out of range in a kernel")
+class IndexOutOfRangeError(IndexError, RuntimeError):
+    """An index outside its dimension, found by a kernel. PyTorch raises IndexError for some indexing
+    ops and RuntimeError for others (gather, scatter): this is both, so either `except` catches it."""
+
+
+def _index_error(step, code: int) -> IndexOutOfRangeError:
+    """The error for a kernel whose error flag came back nonzero (see Lowerer.flag_error)."""
+    from ..codegen.lower import decode_index_error
+    value, site = decode_index_error(code)
+    sites = step.program.error_sites  # (axis, size) of each index check in the kernel
+    if site < len(sites):
+        axis, size = sites[site]
+        return IndexOutOfRangeError(f"index {value} is out of bounds for dimension {axis} with size {size}")
+    return IndexOutOfRangeError(f"index {value} is out of bounds (in kernel {step.kernel.name})")
 
 
 def schedule_of(nodes: list[Node]):

@@ -22,7 +22,7 @@ order (sources first) and carries plain, JSON-friendly attributes:
 Edges go from an operand to its consumer and carry `operands`: the positions
 at which the consumer uses it. `G.graph` holds `stage`, `roots` and, after
 scheduling, `kernels`: one dict per kernel {index, name, output, inputs,
-reduce, nodes}.
+reduce, reduces, nodes}.
 """
 from __future__ import annotations
 
@@ -81,6 +81,9 @@ def movement_hint(op: Op, src_shape: tuple, arg, shape: tuple) -> str:
                 return f"unsqueeze({_insertion(old, new)})"
             if len(new) == len(old) - 1 and _insertion(new, old) is not None:
                 return f"squeeze({_insertion(new, old)})"
+            if 1 not in new:
+                return "squeeze()"
+            return "adds/removes size-1 dims" if len(new) != len(old) else "moves size-1 dims"
         for a in range(len(old)):
             for b in range(a + 1, len(old)):
                 if new == old[:a] + [math.prod(old[a:b + 1])] + old[b + 1:]:
@@ -89,7 +92,7 @@ def movement_hint(op: Op, src_shape: tuple, arg, shape: tuple) -> str:
             for e in range(d + 1, len(new)):
                 if old == new[:d] + [math.prod(new[d:e + 1])] + new[e + 1:]:
                     return f"unflatten({d}, {tuple(new[d:e + 1])})"
-        return f"view{tuple(shape)}"
+        return f"view({', '.join(str(s) for s in shape)})"
     if op is Op.PERMUTE:
         moved = [i for i, p in enumerate(arg) if i != p]
         if len(moved) == 2:
@@ -131,6 +134,8 @@ def op_hint(node: Node) -> str:
     if node.op is Op.EXP2 and node.src[0].op is Op.MUL and node.src[0].src[1].op is Op.CONST \
             and abs(node.src[0].src[1].arg - 1.4426950408889634) < 1e-12:
         return "exp(x) = 2**(x*log2(e))"
+    if node.op is Op.ADD and node.src[1].op is Op.NEG:
+        return "subtraction a + (-b)"
     if node.op is Op.MUL and node.src[1].op is Op.RECIP:
         return "division a * (1/b)"
     return ""
@@ -162,6 +167,7 @@ def to_networkx(roots, stage: str = "built", kernels=None, through=frozenset(),
                 "index": k, "name": kernel.name, "output": name[id(kernel.output)],
                 "inputs": [name[id(n)] for n in kernel.inputs],
                 "reduce": name[id(kernel.reduce)] if kernel.reduce is not None else None,
+                "reduces": [name[id(n)] for n in getattr(kernel, "reduces", [])],
                 "nodes": [name[id(n)] for n in kernel.nodes]})
     outputs = {id(k.output): i for i, k in enumerate(kernels or [])}
 

@@ -1,0 +1,255 @@
+"""The strides PyTorch would give a tensor, so that `view()` fails where PyTorch's does.
+
+lazygrad never copies for a movement op: a transpose or a slice only changes
+the index arithmetic of the kernel that reads the data. So the *real* layout
+of a lazygrad tensor says nothing about what PyTorch would do. But learners'
+code depends on PyTorch's layout rules in one visible place: `view()` raises
+"view size is not compatible with input tensor's size and stride" on a
+transposed tensor, and `reshape()` must be used instead. To reproduce that,
+each Tensor carries the strides PyTorch would give it (`Tensor._strides`,
+`None` meaning "contiguous", the common case, which costs nothing):
+
+* fresh results (factories, reductions, matmul, cat, ...) are contiguous;
+* view operations derive their strides from their input, as PyTorch's do:
+  permute/transpose permute them, expand gives stride 0, slicing multiplies
+  them by the step, unsqueeze/squeeze insert/drop a dim, view/reshape
+  recompute them (`view_strides`, PyTorch's `computeStride`);
+* elementwise results follow PyTorch's TensorIterator, which lays the output
+  out like its inputs (`x.t().exp()` is "transposed" too);
+* `contiguous()` returns contiguous strides.
+
+These strides are bookkeeping only: they never change what a kernel computes.
+"""
+from __future__ import annotations
+
+import math
+
+
+def contiguous_strides(shape) -> tuple:
+    """Row-major strides in elements: (4, 1) for shape (3, 4)."""
+    strides, acc = [], 1
+    for s in reversed(shape):
+        strides.append(acc)
+        acc *= max(s, 1)
+    return tuple(reversed(strides))
+
+
+def strides_of(t) -> tuple:
+    """The PyTorch-visible strides of a Tensor."""
+    return t._strides if t._strides is not None else contiguous_strides(t.shape)
+
+
+def is_contiguous(shape, strides) -> bool:
+    """PyTorch's rule: size-1 dims do not matter, an empty tensor is contiguous."""
+    if math.prod(shape) == 0:
+        return True
+    expected = 1
+    for size, stride in zip(reversed(tuple(shape)), reversed(tuple(strides))):
+        if size != 1:
+            if stride != expected:
+                return False
+            expected *= size
+    return True
+
+
+def _normalized(shape, strides):
+    """None for contiguous strides (the cheap common representation), else the tuple."""
+    strides = tuple(int(s) for s in strides)
+    return None if strides == contiguous_strides(shape) else strides
+
+
+def is_non_overlapping_and_dense(shape, strides) -> bool:
+    """Every element in its own place and no holes: some permutation of the dims is contiguous."""
+    if len(shape) == 1:
+        return shape[0] < 2 or strides[0] == 1
+    order = sorted(range(len(shape)), key=lambda d: (shape[d] < 2, strides[d] if shape[d] >= 2 else 0))
+    expected = 1
+    for d in order:
+        if shape[d] < 2:
+            return True
+        if strides[d] != expected:
+            return False
+        expected *= shape[d]
+    return True
+
+
+# ---- view / reshape -------------------------------------------------------
+
+def view_strides(old_shape, old_strides, new_shape):
+    """The strides of `x.view(new_shape)`, or None when PyTorch's view would fail.
+
+    This is PyTorch's `computeStride`: the old dims are cut into chunks that
+    are contiguous among themselves ("subspaces"); a view is possible when
+    each new dim lies inside one chunk.
+    """
+    old_shape, old_strides, new_shape = tuple(old_shape), tuple(old_strides), tuple(new_shape)
+    if not old_shape:
+        return (1,) * len(new_shape)
+    numel = math.prod(old_shape)
+    if numel == 0 and old_shape == new_shape:
+        return old_strides
+    new_strides = [0] * len(new_shape)
+    if numel == 0:
+        for d in range(len(new_shape) - 1, -1, -1):
+            new_strides[d] = 1 if d == len(new_shape) - 1 else max(new_shape[d + 1], 1) * new_strides[d + 1]
+        return tuple(new_strides)
+    view_d = len(new_shape) - 1
+    chunk_base_stride = old_strides[-1]
+    tensor_numel = 1
+    view_numel = 1
+    for tensor_d in range(len(old_shape) - 1, -1, -1):
+        tensor_numel *= old_shape[tensor_d]
+        # the end of a contiguous chunk of old dims: place the new dims inside it
+        if tensor_d == 0 or (old_shape[tensor_d - 1] != 1
+                             and old_strides[tensor_d - 1] != tensor_numel * chunk_base_stride):
+            while view_d >= 0 and (view_numel < tensor_numel or new_shape[view_d] == 1):
+                new_strides[view_d] = view_numel * chunk_base_stride
+                view_numel *= new_shape[view_d]
+                view_d -= 1
+            if view_numel != tensor_numel:
+                return None
+            if tensor_d > 0:
+                chunk_base_stride = old_strides[tensor_d - 1]
+                tensor_numel = 1
+                view_numel = 1
+    if view_d != -1:
+        return None
+    return tuple(new_strides)
+
+
+VIEW_ERROR = ("view size is not compatible with input tensor's size and stride (at least one dimension spans "
+              "across two contiguous subspaces). Use .reshape(...) instead.")
+
+
+def check_view(t, new_shape) -> None:
+    """Raise PyTorch's RuntimeError when `t.view(new_shape)` would need a copy."""
+    if view_strides(t.shape, strides_of(t), new_shape) is None:
+        raise RuntimeError(VIEW_ERROR)
+
+
+# ---- results of operations -----------------------------------------------
+
+def after_movement(t, op_name: str, arg, out_shape):
+    """Strides (or None for contiguous) of a movement op's result, given its input tensor `t`."""
+    old = strides_of(t)
+    if op_name == "PERMUTE":
+        return _normalized(out_shape, [old[a] for a in arg])
+    if op_name == "EXPAND":
+        return _normalized(out_shape, [0 if (have == 1 and want != 1) else s
+                                       for s, have, want in zip(old, t.shape, out_shape)])
+    if op_name == "SHRINK":
+        return _normalized(out_shape, [s * step for s, (_, _, step) in zip(old, arg)])
+    if op_name == "RESHAPE":
+        if t._strides is None:
+            return None
+        viewed = view_strides(t.shape, old, out_shape)
+        return None if viewed is None else _normalized(out_shape, viewed)  # reshape copies when view can't
+    if op_name == "FLIP":  # a new tensor laid out like its input (TensorIterator)
+        return elementwise(out_shape, [(tuple(t.shape), old)])
+    return None  # PAD and anything else: a fresh contiguous tensor
+
+
+def unsqueezed(t, dim: int):
+    """PyTorch's unsqueeze: the new dim's stride is size*stride of the dim it is inserted before."""
+    if t._strides is None:
+        return None
+    shape, old = list(t.shape), list(t._strides)
+    new = 1 if dim >= len(shape) else shape[dim] * old[dim]
+    shape.insert(dim, 1)
+    old.insert(dim, new)
+    return _normalized(shape, old)
+
+
+def squeezed(t, axes) -> tuple | None:
+    """PyTorch's squeeze: drop the listed size-1 dims and their strides."""
+    if t._strides is None:
+        return None
+    keep = [i for i, s in enumerate(t.shape) if not (i in axes and s == 1)]
+    return _normalized([t.shape[i] for i in keep], [t._strides[i] for i in keep])
+
+
+def expanded(t, sizes):
+    """PyTorch's inferExpandGeometry: new leading dims and broadcast dims get stride 0."""
+    if t._strides is None and tuple(sizes) == tuple(t.shape):
+        return None
+    old = strides_of(t)
+    ndim, tdim = len(sizes), t.ndim
+    out = [0] * ndim
+    for i in range(ndim - 1, -1, -1):
+        d = tdim - ndim + i
+        size = t.shape[d] if d >= 0 else 1
+        stride = old[d] if d >= 0 else (sizes[i + 1] * out[i + 1] if i + 1 < ndim else 1)
+        if size != sizes[i]:
+            stride = 0
+        out[i] = stride
+    return _normalized(sizes, out)
+
+
+def preserved(t):
+    """`clone()` / `.to()` keep the layout of a dense input (memory_format=torch.preserve_format)."""
+    if t._strides is None:
+        return None
+    if is_non_overlapping_and_dense(t.shape, t._strides):
+        return t._strides
+    return elementwise(tuple(t.shape), [(tuple(t.shape), t._strides)])
+
+
+def elementwise(out_shape, operands):
+    """The output strides PyTorch's TensorIterator picks for an elementwise op.
+
+    `operands` are the (shape, strides) of the tensor inputs in argument order.
+    The output copies the layout of its inputs: its dims are ordered by the
+    inputs' strides (the first input that can tell two dims apart decides;
+    broadcast dims cannot tell), and it is dense in that order.
+    """
+    out_shape = tuple(out_shape)
+    ndim = len(out_shape)
+    if ndim == 0:
+        return None
+    # PyTorch's fast path: inputs of the output's shape, all laid out alike
+    if operands and all(tuple(shape) == out_shape for shape, _ in operands):
+        if all(is_contiguous(out_shape, st) for _, st in operands):
+            return None
+        first = tuple(operands[0][1])
+        if all(tuple(st) == first for _, st in operands) and is_non_overlapping_and_dense(out_shape, first):
+            return _normalized(out_shape, first)
+    # broadcast every input's strides to the output's dims (broadcast dims get stride 0)
+    bstrides = []
+    for shape, st in operands:
+        lead = ndim - len(shape)
+        if lead < 0:
+            continue
+        bstrides.append([0] * lead + [0 if (shape[i] == 1 and out_shape[lead + i] != 1) else st[i]
+                                      for i in range(len(shape))])
+
+    def should_swap(d0, d1) -> int:
+        # 1: d0 should come after d1 (it is slower moving); -1: before; 0: can't tell
+        for st in bstrides:
+            s0, s1 = st[d0], st[d1]
+            if s0 == 0 or s1 == 0:
+                continue
+            if s0 < s1:
+                return -1
+            if s0 > s1:
+                return 1
+            if out_shape[d0] > out_shape[d1]:
+                return 1
+        return 0
+
+    # perm[0] is the fastest moving dim; start from the row-major order and insertion sort
+    perm = list(range(ndim - 1, -1, -1))
+    for i in range(1, ndim):
+        dim1 = i
+        for dim0 in range(i - 1, -1, -1):
+            cmp = should_swap(perm[dim0], perm[dim1])
+            if cmp > 0:
+                perm[dim0], perm[dim1] = perm[dim1], perm[dim0]
+                dim1 = dim0
+            elif cmp < 0:
+                break
+    strides = [0] * ndim
+    step = 1
+    for d in perm:
+        strides[d] = step
+        step *= out_shape[d]
+    return _normalized(out_shape, strides)

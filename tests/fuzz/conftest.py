@@ -1,0 +1,43 @@
+"""Settings shared by the fuzz tests.
+
+LAZYGRAD_FUZZ_EXAMPLES=N raises the number of graphs per fuzz test (default:
+a quick profile for the normal suite). With the default the examples are
+derandomised, so the normal suite is deterministic; a long run draws fresh
+random graphs (LAZYGRAD_FUZZ_SEED fixes them). LAZYGRAD_FUZZ_LOG=path appends
+one line per fuzz test with the number of graphs it ran.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from .worker import Worker
+
+
+def examples(default: int) -> int:
+    value = os.environ.get("LAZYGRAD_FUZZ_EXAMPLES")
+    return int(value) if value else default
+
+
+def long_run() -> bool:
+    return bool(os.environ.get("LAZYGRAD_FUZZ_EXAMPLES"))
+
+
+@pytest.fixture(scope="session")
+def worker():
+    w = Worker(timeout=float(os.environ.get("LAZYGRAD_FUZZ_TIMEOUT", "300")))
+    yield w
+    w.close()
+
+
+class Counter:
+    def __init__(self, name: str):
+        self.name = name
+        self.count = 0
+
+    def log(self) -> None:
+        path = os.environ.get("LAZYGRAD_FUZZ_LOG")
+        if path and self.count:
+            with open(path, "a") as f:
+                f.write(f"{self.name} {self.count}\n")
