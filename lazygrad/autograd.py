@@ -49,6 +49,21 @@ def register_leaf(tensor) -> None:
     _leaves.add(tensor)
 
 
+def _filled_buffer(const, like):
+    """A BUFFER node holding a CONST node's value, on the device of `like`.
+
+    (Realising the CONST itself would attach a buffer to a node that is
+    interned and shared by every equal constant.)
+    """
+    from . import devices as _device
+    from .tensor import Tensor
+    data = np.full(const.numel, const.arg, dtype=const.dtype.np)
+    t = Tensor._from_node(N.buffer(Buffer("cpu", const.dtype, const.numel, data), const.shape))
+    if _device.state.cuda_used and like.is_cuda:
+        _device.place(t, "cuda")
+    return t._node
+
+
 def retain_grad(tensor) -> None:
     if not tensor.requires_grad:
         raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
@@ -117,7 +132,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         if g is None:
             continue
         if g.op is Op.CONST and not create_graph:   # e.g. zero through trunc(): host data, no kernel
-            g = N.buffer(Buffer("cpu", g.dtype, g.numel, np.full(g.numel, g.arg, dtype=g.dtype.np)), g.shape)
+            g = _filled_buffer(g, target)
         if target.grad is None:
             target.grad = Tensor._from_node(g, requires_grad=create_graph)
         else:   # accumulate like PyTorch: the same .grad tensor now holds old + new

@@ -154,6 +154,19 @@ def test_kernels_with_ptx_when_the_gpu_renderer_exists():
     assert "PTX:" in inspect.text(softmax_example(), code="ptx")
 
 
+def test_kernels_of_a_gpu_plan_show_the_ptx_that_ran():
+    from types import SimpleNamespace
+    from lazygrad.inspect.kernel_info import from_plan
+    cpu_kernels = inspect.kernels(softmax_example())
+    steps = [SimpleNamespace(kernel=k.kernel, program=k.program,
+                             compiled=SimpleNamespace(name=f"gpu_{i}", ir_text="target triple = \"nvptx64\"",
+                                                      ptx=f".entry gpu_{i}"))
+             for i, k in enumerate(cpu_kernels)]
+    infos = from_plan(SimpleNamespace(steps=steps), optimized=True)
+    assert [k.ptx for k in infos] == [f".entry gpu_{i}" for i in range(len(steps))]
+    assert all(k.optimized_ir is None and k.symbol.startswith("gpu_") for k in infos)
+
+
 def test_a_realized_tensor_is_a_single_leaf():
     y = softmax_example().realize()
     G = inspect.graph(y)

@@ -40,7 +40,7 @@ def data(shape, dtype):
 
 
 def programs_of(t):
-    return [lower(k) for k in t.schedule()]
+    return [lower(k, scratch=False) for k in t.schedule()]
 
 
 def catalogue():
@@ -61,13 +61,14 @@ def catalogue():
                          "max": lambda: x.maximum(y), "lt": lambda: x < y, "eq": lambda: x == y,
                          "fmod": lambda: x.fmod(y), "where": lambda: lg.where(x < y, x, y)}.items():
             add(f"{name}_{n}", fn())
-    for dt in INTS:
+    int_ops = {"add": lambda x, y: x + y, "mul": lambda x, y: x * y, "neg": lambda x, y: -x,
+               "max": lambda x, y: x.maximum(y), "lt": lambda x, y: x < y, "eq": lambda x, y: x == y,
+               "idiv": lambda x, y: x // y, "mod": lambda x, y: x % y, "fmod": lambda x, y: x.fmod(y),
+               "where": lambda x, y: lg.where(x < y, x, y)}
+    for dt, names in ((np.int32, sorted(int_ops)), (np.int64, ["idiv", "mod", "mul", "max"])):
         x, y = data((8, 33), dt), data((8, 33), dt)
-        n = np.dtype(dt).name
-        for name, fn in {"add": lambda: x + y, "mul": lambda: x * y, "neg": lambda: -x, "max": lambda: x.maximum(y),
-                         "lt": lambda: x < y, "eq": lambda: x == y, "idiv": lambda: x // y,
-                         "mod": lambda: x % y, "fmod": lambda: x.fmod(y), "where": lambda: lg.where(x < y, x, y)}.items():
-            add(f"{name}_{n}", fn())
+        for name in names:
+            add(f"{name}_{np.dtype(dt).name}", int_ops[name](x, y))
     p, q = data((8, 33), np.bool_), data((8, 33), np.bool_)
     for name, fn in {"and": lambda: p & q, "or": lambda: p | q, "not": lambda: ~p, "eq": lambda: p == q,
                      "lt": lambda: p < q, "where": lambda: lg.where(p, q, p)}.items():
@@ -82,15 +83,18 @@ def catalogue():
     add("flip_slice", x.flip(0)[1:5, ::3] + 1.0)
     add("broadcast", x + data((10,), np.float32))
     # reductions: per row, per column, full; sum and max; every strategy where it applies
-    for dt in (np.float32, np.float64, np.int32, np.int64):
-        n = np.dtype(dt).name
+    strategies = {"auto": None, "thread": ptx.Strategy.THREAD, "block": ptx.Strategy.BLOCK,
+                  "split": ptx.Strategy.SPLIT}
+    reductions = {"rowsum": lambda t: t.sum(1), "rowmax": lambda t: t.amax(1), "fullsum": lambda t: t.sum(),
+                  "colsum": lambda t: t.sum(0)}
+    for dt, combos in ((np.float32, [(r, k) for r in ("rowsum", "rowmax", "fullsum") for k in strategies]
+                        + [("colsum", "auto")]),
+                       (np.float64, [("rowsum", "auto"), ("rowsum", "block"), ("rowmax", "split"), ("fullsum", "auto")]),
+                       (np.int32, [("rowsum", "auto"), ("rowmax", "block")]),
+                       (np.int64, [("rowsum", "block"), ("rowmax", "split"), ("fullsum", "auto"), ("colsum", "auto")])):
         big = data((4, 600), dt)
-        for kind, force in (("auto", None), ("thread", ptx.Strategy.THREAD), ("block", ptx.Strategy.BLOCK),
-                            ("split", ptx.Strategy.SPLIT)):
-            add(f"rowsum_{n}_{kind}", big.sum(1), force)
-            add(f"rowmax_{n}_{kind}", big.amax(1), force)
-            add(f"fullsum_{n}_{kind}", big.sum(), force)
-        add(f"colsum_{n}", big.sum(0))
+        for red, kind in combos:
+            add(f"{red}_{np.dtype(dt).name}_{kind}", reductions[red](big), strategies[kind])
     add("any_bool", data((4, 600), np.bool_).any(1) if hasattr(lg.Tensor, "any") else data((4, 600), np.bool_).sum(1))
     add("softmax", (lambda t: (t - t.amax(1, keepdim=True)).exp() / (t - t.amax(1, keepdim=True)).exp().sum(1, keepdim=True))(
         data((16, 300), np.float32)))
@@ -114,6 +118,12 @@ def kernels():
     return catalogue()
 
 
+@pytest.fixture(scope="module")
+def linked(kernels):
+    """All kernels as one LLVM module (the IR does not depend on the architecture)."""
+    return _link(kernels, "sm_80")
+
+
 def _link(kernels, arch):
     """All kernels as one LLVM module (entry names are unique), and which label each entry has."""
     labels = {}
@@ -133,8 +143,8 @@ def _link(kernels, arch):
 
 @pytest.mark.skipif(PTXAS is None, reason="ptxas (CUDA toolkit) is not on PATH")
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
-def test_every_kernel_assembles(kernels, arch, tmp_path):
-    ir_text, labels = _link(kernels, arch)
+def test_every_kernel_assembles(linked, arch, tmp_path):
+    ir_text, labels = linked
     text = ptx.emit_ptx(ir_text, arch)
     assert f".target {arch}" in text
     # only launchable entries; nothing calls out to a library function the driver would not have
@@ -180,11 +190,11 @@ def test_math_uses_the_fast_hardware_paths():
 
 
 def test_reductions_use_shuffles_shared_memory_and_atomics():
-    row = _ptx_of(data((8, 4096), np.float32).sum(1))[0]
+    row = _ptx_of(lg.tensor(np.zeros((2048, 1024), np.float32)).sum(1))[0]
     assert row.strategy is ptx.Strategy.BLOCK and "shfl.sync.down" in row.ptx and "bar.sync" in row.ptx
     full = _ptx_of(data((64, 4096), np.float32).sum())[0]
     assert full.strategy is ptx.Strategy.SPLIT and len(full.stages) == 2 and full.scratch is not None
-    f64 = _ptx_of(data((8, 4096), np.float64).sum(1))[0]
+    f64 = _ptx_of(lg.tensor(np.zeros((2048, 1024))).sum(1))[0]
     assert f64.strategy is ptx.Strategy.BLOCK and ".shared" in f64.ptx
     matmul = _ptx_of(data((512, 256), np.float32) @ data((256, 512), np.float32))[0]
     assert matmul.strategy is ptx.Strategy.THREAD   # plenty of outputs, coalesced along the output
@@ -263,7 +273,7 @@ def _emulate(t, force=None):
     values, strategies, code = {}, [], 0
     kernels = t.schedule()
     for k in kernels:
-        program = lower(k)
+        program = lower(k, scratch=False)
         compiled = emulation.compile_program(program, ptx.Options(threads=32, sm_count=2, force=force))
         strategies.append(compiled.strategy)
         out = np.zeros(k.output.numel, dtype=k.output.dtype.np)
@@ -293,9 +303,13 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("force", [None, ptx.Strategy.THREAD, ptx.Strategy.BLOCK, ptx.Strategy.SPLIT],
-                         ids=["auto", "thread", "block", "split"])
-@pytest.mark.parametrize("case", sorted(CASES))
+REDUCING = ("rowsum", "fullmax", "f64_rowsum", "i64_rowmax", "bool_count", "matmul", "softmax_rows")
+FORCED = [(case, force) for case in sorted(CASES)
+          for force in ([None, ptx.Strategy.THREAD, ptx.Strategy.BLOCK, ptx.Strategy.SPLIT] if case in REDUCING
+                        else [None])]
+
+
+@pytest.mark.parametrize("case, force", FORCED, ids=[f"{c}-{f.value if f else 'auto'}" for c, f in FORCED])
 def test_emulated_launch_matches_cpu(case, force):
     t = CASES[case]()
     got, strategies, code = _emulate(t, force)

@@ -182,7 +182,7 @@ class _Renderer:
         elif ins.arg == "OR":
             new = b.or_(old, v)
         else:
-            new = self.max(acc_dtype, old, v)
+            new = self.max_reduce(acc_dtype, old, v)
         b.store(new, slot)
 
     def r_read(self, ins):
@@ -199,6 +199,17 @@ class _Renderer:
         else:
             pick_a = b.icmp_signed(">", a, c)
         return b.select(pick_a, a, c)
+
+    def max_reduce(self, dtype, acc, v):
+        """acc = max(acc, v) in a reduction. For floats `llvm.maximum` (NaN-propagating, like
+        torch.max): the loop vectoriser recognises it as a max reduction, which it does not for
+        the compare-and-select of `max`."""
+        if not _is_float(dtype):
+            return self.max(dtype, acc, v)
+        t = acc.type
+        name = f"llvm.maximum.{'f64' if t == F64 else 'f32'}"
+        fn = self.module.globals.get(name) or ir.Function(self.module, ir.FunctionType(t, [t, t]), name=name)
+        return self.b.call(fn, [acc, v])
 
     def r_alu(self, ins):
         b = self.b

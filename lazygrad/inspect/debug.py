@@ -4,7 +4,7 @@
     2  also, before the launches, the scheduled graph of each new realisation plan
        (a plan seen before prints one line naming the realisation that built it)
     3  also each kernel's loop program
-    4  also each kernel's generated LLVM IR
+    4  also each kernel's generated LLVM IR (and its PTX when it runs on a GPU)
 
 `lazygrad.runtime.realize` calls `before_run` and `launch`; networkx is only
 imported from level 2 on.
@@ -40,7 +40,7 @@ def before_run(plan, roots, level: int) -> None:
     print(f"realisation #{_count}: {kernels}, new plan")
     G = to_networkx(plan.record["simplified"], "scheduled", kernels=plan.record["scheduled"],
                     through=frozenset(id(r) for r in roots))
-    code = "llvm" if level >= 4 else ("program" if level >= 3 else "none")
+    code = "ptx" if level >= 4 else ("program" if level >= 3 else "none")   # PTX only exists for GPU kernels
     text = graph_text(G, from_plan(plan), code)
     print("\n".join(("  " + line).rstrip() for line in text.splitlines()))
 

@@ -71,8 +71,9 @@ def from_plan(plan, optimized: bool = False, ptx: bool = False) -> list[KernelIn
     for i, step in enumerate(plan.steps):
         compiled = step.compiled
         program = getattr(step, "program", None) or compiled.program   # the step's own loop program
+        gpu_ptx = getattr(compiled, "ptx", None)   # a GPU kernel: its LLVM IR is for nvptx64, and PTX ran
         infos.append(KernelInfo(i, step.kernel.name, step.kernel, program, compiled.ir_text,
                                 symbol=compiled.name, compile_ms=getattr(step.kernel, "compile_ms", None),
-                                optimized_ir=optimized_ir(compiled.ir_text) if optimized else None,
-                                ptx=ptx_text(program) if ptx else None))
+                                optimized_ir=optimized_ir(compiled.ir_text) if optimized and not gpu_ptx else None,
+                                ptx=gpu_ptx or (ptx_text(program) if ptx else None)))
     return infos

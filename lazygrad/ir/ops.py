@@ -19,7 +19,7 @@ class Op(Enum):
     RECIP = auto()
     NEG = auto()
     TRUNC = auto()    # round toward zero (floor/ceil/round are built from it)
-    CAST = auto()     # to the node's dtype
+    CAST = auto()     # to the node's dtype (arg "stop_gradient": identity that blocks gradients, ir/autodiff.py)
     # binary (operands have equal shapes and dtypes; CMP* give bool)
     ADD = auto()
     MUL = auto()

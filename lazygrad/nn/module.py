@@ -218,13 +218,31 @@ class Module:
 
     # ---- dtype and device ----
     def to(self, *args, **kwargs):
-        dtype = kwargs.get("dtype")
+        """Convert floating-point parameters and buffers to a dtype and/or move everything to a device.
+
+        Parameters keep their identity (an optimizer made earlier still holds them).
+        """
+        from ..ir.dtypes import DType
+        dtype, device = kwargs.get("dtype"), kwargs.get("device")
         for a in args:
-            if hasattr(a, "is_floating_point") and hasattr(a, "itemsize"):
+            if isinstance(a, DType):
                 dtype = a
+            elif isinstance(a, Tensor):
+                dtype, device = a.dtype, a.device
+            else:
+                device = a
         if dtype is not None:
             self._cast_floats(dtype)
+        if device is not None:
+            from ..devices import normalize
+            target = normalize(device)
+            for _, t in list(self.named_parameters()) + list(self.named_buffers()):
+                if t.device.type != target.type:
+                    t._node = t.detach().to(target).realize()._node   # a BUFFER on the target device
         return self
+
+    def cuda(self, device=None):
+        return self.to("cuda")
 
     def _cast_floats(self, dtype):
         for _, t in list(self.named_parameters()) + list(self.named_buffers()):
@@ -241,7 +259,7 @@ class Module:
         return self._cast_floats(dtypes.float64)
 
     def cpu(self):
-        return self
+        return self.to("cpu")
 
     # ---- printing ----
     def extra_repr(self) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import devices as _device
 from ..ir import node as N
 from ..ir.node import Buffer
 from ..tensor import Tensor
@@ -43,5 +44,8 @@ def assign_data(tensor: Tensor, value, dtype=None) -> None:
     if tuple(arr.shape) != tuple(tensor.shape):
         raise RuntimeError(f"cannot assign data of shape {list(arr.shape)} to a tensor of shape {list(tensor.shape)}")
     dtype = dtype or tensor.dtype
+    on_gpu = _device.state.cuda_used and tensor.is_cuda
     flat = np.ascontiguousarray(arr, dtype=dtype.np).reshape(-1)
     tensor._node = N.buffer(Buffer("cpu", dtype, flat.size, flat), tuple(arr.shape))
+    if on_gpu:
+        _device.place(tensor, "cuda")

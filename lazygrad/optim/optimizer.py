@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import devices as _device
 from ..autograd_state import enable_grad, no_grad
 from ..creation import _from_array
 from ..ir.ops import Op
@@ -75,7 +76,10 @@ class Optimizer:
 
     # ---- helpers for subclasses ----
     def _scalar(self, name: str, value: float, like: Tensor) -> Tensor:
-        """`value` as a one-element buffer, re-made only when the value changes."""
+        """`value` as a 0-d buffer, re-made only when the value changes.
+
+        (A 0-d CPU tensor combines with tensors on any device, as in PyTorch.)
+        """
         key = (name, like.dtype)
         cached = self._scalars.get(key)
         if cached is None or cached[0] != value:
@@ -85,8 +89,11 @@ class Optimizer:
 
     @staticmethod
     def _zeros_like(p: Tensor) -> Tensor:
-        """A zero-filled state buffer (host memory, like torch.zeros)."""
-        return _from_array(np.zeros(tuple(p.shape), dtype=p.dtype.np))
+        """A zero-filled state buffer on the parameter's device (made like torch.zeros: no kernel)."""
+        zeros = _from_array(np.zeros(tuple(p.shape), dtype=p.dtype.np))
+        if _device.state.cuda_used and p.is_cuda:
+            _device.place(zeros, "cuda")
+        return zeros
 
     def _update(self, p: Tensor, grad: Tensor, group: dict, state: dict) -> Tensor:
         """The parameter's new value (lazy); new state tensors go into `state`."""

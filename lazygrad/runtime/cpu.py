@@ -10,7 +10,9 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import sys
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import llvmlite.binding as llvm
@@ -103,8 +105,10 @@ class BufferPool:
         self.free: dict[tuple, list] = {}
         self.bytes = 0
         self.limit = limit_bytes
+        self.dying: list = []  # arrays of garbage Buffers, pooled by `take` when no one else uses them
 
     def take(self, np_dtype, numel: int) -> np.ndarray:
+        self._collect_dying()
         arrays = self.free.get((np_dtype, numel))
         if arrays:
             arr = arrays.pop()
@@ -121,7 +125,32 @@ class BufferPool:
 
     def clear(self) -> None:
         self.free.clear()
+        self.dying.clear()
         self.bytes = 0
+
+    def recycle_when_dead(self, buffer) -> None:
+        """Take `buffer`'s array back once the Buffer is garbage (its tensors and nodes are gone).
+
+        A result the user drops (a training step's activations, a benchmark's
+        output) then serves the next realisation of the same size without
+        fresh memory. The array is kept out of the pool while anything else
+        still refers to it: a NumPy view handed out by `.numpy()`, or another
+        Buffer sharing it.
+        """
+        finalizer = weakref.finalize(buffer, self.dying.append, buffer.data)
+        finalizer.atexit = False
+
+    def _collect_dying(self) -> None:
+        """Pool the arrays of dead Buffers that nothing else refers to any more.
+
+        Checked here rather than in the finalizer: while a finalizer runs, the
+        dying Buffer still holds its array.
+        """
+        while self.dying:
+            arr = self.dying.pop()
+            # two references: the local `arr` and getrefcount's argument. Any more is another owner.
+            if sys.getrefcount(arr) == 2 and arr.base is None:
+                self.give(arr)
 
 
 pool = BufferPool()

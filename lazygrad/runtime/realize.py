@@ -92,7 +92,8 @@ def _build_plan(roots: list[Node], leaves: list[Node], backend=cpu) -> Plan:
     out_slot: dict[int, tuple] = {}
     steps, tmp_meta = [], []
     for kernel in kernels:
-        program = lower(kernel)
+        # a GPU launch cannot give each of its threads a scratch buffer (see Program.scratch)
+        program = lower(kernel) if backend is cpu else lower(kernel, scratch=False)
         t0 = time.perf_counter()
         compiled = backend.compile_program(program)
         compile_ms = (time.perf_counter() - t0) * 1e3
@@ -207,6 +208,8 @@ def run_plan(plan: Plan, roots: list[Node], leaves: list[Node]):
     device_name = "cpu" if backend is cpu else backend.DEVICE
     for root, (kind, j) in zip(roots, plan.root_slots):
         buf = Buffer(device_name, root.dtype, root.numel, tmp_arrays[j]) if kind == "tmp" else leaf_buffers[j]
+        if kind == "tmp" and backend is cpu:
+            cpu.pool.recycle_when_dead(buf)  # its memory serves later results once it is garbage
         if backend is not cpu and devices.graph_device(root) is None:
             # a graph of constants only: its node is interned and may be shared with CPU graphs,
             # so a GPU buffer must not be attached to it; the caller takes the buffer

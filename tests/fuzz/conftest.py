@@ -11,8 +11,12 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import Phase
 
 from .worker import Worker
+
+# no "explain" phase: it is slow on a failure and adds nothing the graph printout does not say
+PHASES = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
 
 
 def examples(default: int) -> int:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, seed, settings
 
-from .conftest import Counter, examples, long_run
+from .conftest import PHASES, Counter, examples, long_run
 from .graph import compare_outputs, evaluate_lazygrad, run_numpy
 from .strategies import features, graphs
 
@@ -26,10 +26,11 @@ def _log_count():
 
 def _settings(default):
     return settings(max_examples=examples(default), deadline=None, derandomize=not long_run(),
-                    suppress_health_check=list(HealthCheck), print_blob=True)
+                    suppress_health_check=list(HealthCheck), print_blob=True,
+                    phases=PHASES)
 
 
-@_settings(60)
+@_settings(150)
 @given(graph=graphs(feats=FEATURES))
 def test_forward_matches_numpy(worker, graph):
     COUNT.count += 1
@@ -40,7 +41,7 @@ def test_forward_matches_numpy(worker, graph):
     compare_outputs(graph, got, ref64, ref32)
 
 
-@_settings(25)
+@_settings(40)
 @given(graph=graphs(feats=FEATURES, max_ops=14))
 def test_forward_long_chains(worker, graph):
     """Longer graphs: more fusion decisions, more kernels per schedule."""

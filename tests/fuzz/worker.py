@@ -147,15 +147,14 @@ class Worker:
             proc.stdin.write(_HEADER.pack(len(payload)) + payload)
             proc.stdin.flush()
             reply = self._read_reply(proc)
-        except (BrokenPipeError, EOFError, OSError) as e:
-            reply = None
-            reason = str(e)
-        except TimeoutError:
+        except TimeoutError:  # (before OSError: TimeoutError is one)
             proc.kill()
             proc.wait()
-            message = self._crash_message(f"did not answer within {self.timeout:.0f} s (killed)", label)
+            message = self._crash_message(f"did not answer within {self.timeout:g} s (killed)", label)
             self._cleanup()
             raise WorkerCrashed(message) from None
+        except (BrokenPipeError, EOFError, OSError):
+            reply = None
         if reply is None:
             try:
                 proc.wait(timeout=10)

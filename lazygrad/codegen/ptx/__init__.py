@@ -188,6 +188,9 @@ def check_supported(program: Program) -> None:
     """Raise NotImplementedError unless every instruction of `program` is on the renderer's allow-lists."""
     for dtype, _ in program.params:
         _kind(dtype)
+    if getattr(program, "scratch", None):
+        raise NotImplementedError("scratch parameters (a buffer per slice of a launch) are not supported on the "
+                                  "GPU: lower the kernel with lower(kernel, scratch=False)")
     instrs = program.instrs
     for i, ins in enumerate(instrs):
         if ins.op not in INSTRUCTION_KINDS:

@@ -1,0 +1,68 @@
+"""The fuzzer's own checks: its NumPy reference agrees with PyTorch, its comparisons catch errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from .conftest import examples, long_run
+from .graph import (Graph, Input, Op, compare_outputs, evaluate_torch, finite_difference_check, gradients_torch,
+                    run_numpy)
+from .strategies import features, graphs
+
+FEATURES = features()
+SETTINGS = dict(deadline=None, derandomize=not long_run(), suppress_health_check=list(HealthCheck), database=None)
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+def _fails(fn) -> bool:
+    try:
+        fn()
+    except AssertionError:
+        return True
+    return False
+
+
+@settings(max_examples=examples(60), **SETTINGS)
+@given(graph=graphs(feats=FEATURES))
+def test_numpy_reference_agrees_with_torch(graph):
+    """The oracle itself: PyTorch's results pass the same comparison lazygrad must pass."""
+    _torch()
+    got = evaluate_torch(graph)
+    compare_outputs(graph, got, run_numpy(graph, np.float64), run_numpy(graph, np.float32))
+
+
+@settings(max_examples=examples(20), **SETTINGS)
+@given(graph=graphs(feats=FEATURES, grad=True, max_ops=6))
+def test_finite_differences_agree_with_torch_and_catch_wrong_gradients(graph):
+    _torch()
+    grads = gradients_torch(graph)
+    finite_difference_check(graph, grads)
+    assert _fails(lambda: finite_difference_check(graph, [g * 1.001 + 1e-3 for g in grads]))
+
+
+def test_compare_outputs_catches_wrong_values_dtypes_and_nans():
+    g = Graph("float32", (Input((4,), "float", 3), Op("exp", (0,))), (1,), ("float",))
+    r64, r32 = run_numpy(g, np.float64), run_numpy(g, np.float32)
+    good = [r32[0].copy()]
+    compare_outputs(g, good, r64, r32)
+    assert _fails(lambda: compare_outputs(g, [good[0] * np.float32(1.001)], r64, r32))
+    assert _fails(lambda: compare_outputs(g, [good[0].astype(np.float64)], r64, r32))
+    assert _fails(lambda: compare_outputs(g, [np.full(4, np.nan, np.float32)], r64, r32))
+    assert _fails(lambda: compare_outputs(g, [good[0][:3]], r64, r32))
+    # NaN where the reference has NaN is right; a number there is wrong
+    g2 = Graph("float32", (Input((3,), "float", 0, "normal"), Op("scalar", (0,), ("mul", 0.0, False)),
+                           Op("log", (1,)), Op("sub", (2, 2))), (3,), ("float",))
+    r64, r32 = run_numpy(g2, np.float64), run_numpy(g2, np.float32)
+    assert np.isnan(r64[0]).all()
+    compare_outputs(g2, [np.full(3, np.nan, np.float32)], r64, r32)
+    assert _fails(lambda: compare_outputs(g2, [np.zeros(3, np.float32)], r64, r32))
+
+
+def test_graph_prints_as_a_program():
+    g = Graph("float32", (Input((2, 3), "float", 7), Op("exp", (0,)), Op("sum", (1,), (1, True))), (2,), ("float",))
+    text = repr(g)
+    assert "v0 = input((2, 3), float32, seed=7" in text and "v1 = v0.exp()" in text and "outputs: v2" in text
