@@ -15,7 +15,6 @@ import time
 import numpy as np
 
 import lazygrad as torch
-import lazygrad.nn.functional as F
 from lazygrad import nn, optim
 
 

@@ -234,6 +234,28 @@ def _gather_node(src, axis, index):
 
 # ---- writing ----
 
+def check_view_inplace(view) -> None:
+    """PyTorch refuses in-place ops on a view of a leaf that requires grad."""
+    from .autograd_state import is_grad_enabled
+    base = view._view_of[0]
+    while base._view_of is not None:
+        base = base._view_of[0]
+    if base.requires_grad and base.is_leaf and is_grad_enabled():
+        raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place operation.")
+
+
+def write_back(view) -> None:
+    """After an in-place op on `view` (made by basic indexing), give its base the new values there too.
+
+    lazygrad's tensors do not share memory: a view holds its own graph. So `x[0] += 1`
+    is followed by `x[0] = <the view's new value>`, which rebinds x (and, up the
+    chain, x's own base). Other views taken from x earlier keep their old values:
+    unlike PyTorch, they are not refreshed.
+    """
+    base, index = view._view_of
+    base[index] = view
+
+
 def advanced_setitem(t, index, value):
     """t[index] = value: t's node is rebound to a graph holding the new values (PyTorch's in-place semantics)."""
     from .tensor import Tensor
@@ -241,14 +263,15 @@ def advanced_setitem(t, index, value):
         index = (index,)
     value = value if isinstance(value, Tensor) else as_tensor(value)
     value = value.to(t.dtype)
+    # (no overlap check on t itself: PyTorch writes into the indexed part of an expanded tensor)
     if is_basic(index):
-        return t._inplace(_set_basic(t, index, value))
+        return t._inplace(_set_basic(t, index, value), check_overlap=False)
     items = tuple(_as_index_item(i) for i in index)
     if len(items) == 1 and isinstance(items[0], Tensor) and items[0].dtype.is_bool and items[0].ndim > 0:
         result = _set_mask(t, items[0], value)
         if result is not None:
-            return t._inplace(result)
-    return t._inplace(_set_scatter(t, items, value))
+            return t._inplace(result, check_overlap=False)
+    return t._inplace(_set_scatter(t, items, value), check_overlap=False)
 
 
 def _broadcast_value(value, shape):

@@ -97,7 +97,9 @@ def getitem(t, index):
                              f"are valid indices (got {type(item).__name__})")
     index = _expand_ellipsis(index, t.ndim)
     bounds, shape, _ = basic_bounds(t.shape, index)
-    return t._shrink(bounds).reshape(shape)
+    out = t._shrink(bounds).reshape(shape)
+    out._view_of = (t, index)  # a view: in-place ops on it write through to t (advanced_indexing.write_back)
+    return out
 
 
 def setitem(t, index, value):

@@ -63,8 +63,8 @@ def narrow(input, dim, start, length):
 
 
 def _slice(x, d: int, start: int, stop: int):
-    bounds = tuple((start, stop, 1) if i == d else (0, s, 1) for i, s in enumerate(x.shape))
-    return x._shrink(bounds) if bounds != tuple((0, s, 1) for s in x.shape) else x._alias()
+    """x[..., start:stop, ...] along d: a view (in-place ops on it write through to x)."""
+    return x[(slice(None),) * d + (slice(start, stop),)]
 
 
 def split(input, split_size_or_sections, dim=0):

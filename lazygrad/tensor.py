@@ -76,17 +76,20 @@ def broadcast_shapes(a: tuple, b: tuple) -> tuple:
     return tuple(out)
 
 
-def _infer_list(data):
+def _infer_list(data, depth: int = 0):
     """Shape and element kind of a nested Python list, rejecting ragged or non-numeric ones."""
     if isinstance(data, (list, tuple)):
         if len(data) == 0:
             return (0,), None
-        shapes_kinds = [_infer_list(d) for d in data]
+        shapes_kinds = [_infer_list(d, depth + 1) for d in data]
         first = shapes_kinds[0][0]
         for s, _ in shapes_kinds:
-            if s != first:
-                raise ValueError(f"expected sequence of length {first[0] if first else 0} at dim 1 (got "
-                                 f"{s[0] if s else 0})")
+            if s != first:  # ragged: name the first dim (counted from the outermost list) where lengths differ
+                for k, (want, got) in enumerate(zip(first, s)):
+                    if want != got:
+                        raise ValueError(f"expected sequence of length {want} at dim {depth + k + 1} (got {got})")
+                raise ValueError(f"ragged nested sequence: numbers and sequences are mixed at dim "
+                                 f"{depth + min(len(s), len(first)) + 1}")
         kinds = {k for _, k in shapes_kinds if k is not None}
         kind = "float" if "float" in kinds else ("int" if "int" in kinds else ("bool" if kinds else None))
         return (len(data),) + first, kind
@@ -143,6 +146,7 @@ class Tensor:
 
     __array_priority__ = 1000  # NumPy scalars on the left defer to our operators
     _strides = None  # the strides PyTorch would report; None = contiguous (see lazygrad/strides.py)
+    _view_of = None  # (base, index) for a view made by basic indexing: in-place ops write through to base
 
     def __init__(self, *args, dtype: DType | None = None, device=None, requires_grad: bool = False):
         # torch.Tensor(data) is float32; torch.Tensor(2, 3) is an uninitialised 2x3 float32 tensor
@@ -525,6 +529,10 @@ class Tensor:
         if rounding_mode == "floor":
             return self.floor_divide(other)
         if rounding_mode == "trunc":
+            if _both_int(self, other):  # integer division rounding toward zero: exact, integer-typed, and
+                na, nb, dtype = Tensor._operands(self, other, "div")  # raises ZeroDivisionError like torch
+                if not dtype.is_bool:
+                    return Tensor._make(N.binary(Op.IDIV, na, nb), *(x for x in (self, other) if isinstance(x, Tensor)))
             q = self._true_div(other)
             return q.trunc() if q.dtype.is_floating_point and not _both_int(self, other) else \
                 _int_result(q.trunc(), self, other)
@@ -638,7 +646,7 @@ class Tensor:
         # log1p(x) = log(u) * x / (u - 1) with u = 1 + x: exact for tiny x where log(1 + x) would round to 0
         u = x + 1.0
         d = u - 1.0
-        out = where(d == 0, x, u.log() * x / where(d == 0, 1.0, d))
+        out = where(d == 0, x, u.log() * (x / where(d == 0, 1.0, d)))  # x / d ~ 1: no overflow for huge x
         return where(x == float("inf"), x, out)  # log1p(inf) = inf (not inf/inf)
 
     def sqrt(self):
@@ -748,7 +756,11 @@ class Tensor:
         return self.clamp(max=max)
 
     def lerp(self, end, weight):
-        return self + (end - self) * weight
+        # PyTorch's two-sided formula: exact at weight 0 and 1, and no inf - inf for infinite end points
+        diff = end - self
+        if isinstance(weight, Tensor):
+            return where(weight.abs() < 0.5, self + weight * diff, end - diff * (1 - weight))
+        return self + weight * diff if abs(weight) < 0.5 else end - diff * (1 - weight)
 
     def where(self, condition, other):
         return where(condition, self, other)
@@ -761,11 +773,15 @@ class Tensor:
         return self._binary(other, Op.CMPLT, "gt", reverse=True)
 
     def le(self, other):
-        a, b, _ = Tensor._operands(self, other, "le")
+        a, b, dtype = Tensor._operands(self, other, "le")
+        if dtype.is_floating_point:  # a <= b as (a < b) or (a == b): false when either is NaN, like PyTorch
+            return Tensor._make(N.binary(Op.MAX, N.binary(Op.CMPLT, a, b), N.binary(Op.CMPEQ, a, b)))
         return _logical_not(Tensor._make(N.binary(Op.CMPLT, b, a)))
 
     def ge(self, other):
-        a, b, _ = Tensor._operands(self, other, "ge")
+        a, b, dtype = Tensor._operands(self, other, "ge")
+        if dtype.is_floating_point:
+            return Tensor._make(N.binary(Op.MAX, N.binary(Op.CMPLT, b, a), N.binary(Op.CMPEQ, a, b)))
         return _logical_not(Tensor._make(N.binary(Op.CMPLT, a, b)))
 
     def eq(self, other):
@@ -935,6 +951,10 @@ class Tensor:
         has_zero = (xd == 0).sum(dim, keepdim) > 0
         sign = 1.0 - 2.0 * (negatives % 2).to(dtypes.float64)
         out = where(has_zero, 0.0, magnitude * sign)
+        if out_dtype.is_floating_point:  # 0 * inf and anything * nan are nan
+            has_nan = (xd != xd).sum(dim, keepdim) > 0
+            has_inf = (xd.abs() == float("inf")).sum(dim, keepdim) > 0
+            out = where(has_nan | (has_zero & has_inf), float("nan"), out)
         if not out_dtype.is_floating_point:
             out = out.round()
         return out.to(out_dtype)
@@ -1182,9 +1202,17 @@ class Tensor:
         setitem(self, index, value)
 
     # ---- in-place versions (they rebind this tensor's value) ----
-    def _inplace(self, result: "Tensor") -> "Tensor":
+    def _inplace(self, result: "Tensor", check_overlap: bool = True) -> "Tensor":
         if self.requires_grad and self.is_leaf and is_grad_enabled():
             raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+        if check_overlap and self._strides is not None and \
+                any(st == 0 and sz > 1 for sz, st in zip(self.shape, self._strides)):
+            # an expanded view: PyTorch refuses to write where several elements share one location
+            raise RuntimeError("unsupported operation: more than one element of the written-to tensor refers to a "
+                               "single memory location. Please clone() the tensor before performing the operation.")
+        if self._view_of is not None:
+            from .advanced_indexing import check_view_inplace
+            check_view_inplace(self)
         if tuple(result.shape) != tuple(self.shape):
             raise RuntimeError(f"output with shape {_shape_str(self.shape)} doesn't match the broadcast shape "
                                f"{_shape_str(result.shape)}")
@@ -1195,6 +1223,9 @@ class Tensor:
         if result.requires_grad:
             self._requires_grad = True
             self._is_leaf = False
+        if self._view_of is not None:  # x[0] += 1 changes x too, as in PyTorch
+            from .advanced_indexing import write_back
+            write_back(self)
         return self
 
     def add_(self, other, alpha=1):
@@ -1242,10 +1273,10 @@ class Tensor:
     def zero_(self):
         return self.fill_(0)
 
-    def fill_(self, value):
+    def fill_(self, value):  # (allowed on an expanded view, as in PyTorch: every element gets the same value)
         if isinstance(value, Tensor):
-            return self._inplace(value.to(self.dtype).expand(self.shape))
-        return self._inplace(self._const_like(value))
+            return self._inplace(value.to(self.dtype).expand(self.shape), check_overlap=False)
+        return self._inplace(self._const_like(value), check_overlap=False)
 
     def copy_(self, src):
         src = src if isinstance(src, Tensor) else tensor(src)

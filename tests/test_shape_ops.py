@@ -64,7 +64,7 @@ def test_split_narrow_unbind(dtype, dim):
 def test_pieces_are_views():
     x = lg.tensor(arr((6, 4)))
     for piece in x.chunk(3) + x.split([1, 3], dim=1) + (x.narrow(1, 1, 2),) + x.unbind(0):
-        assert len((piece * 2).schedule()) == 1 and piece.is_contiguous() in (True, False)
+        assert len((piece * 2).schedule()) == 1
     assert x.narrow(1, 1, 2).stride() == (4, 1) and not x.narrow(1, 1, 2).is_contiguous()
     assert x.chunk(3)[1].is_contiguous()
 
@@ -167,7 +167,7 @@ def test_squeeze_unsqueeze_flatten_unflatten():
     assert_close(ty.flatten(1), y.reshape(2, 12))
     assert_close(lg.flatten(ty, 0, -2), y.reshape(6, 4))
     assert_close(ty.unflatten(-1, (2, -1)), y.reshape(2, 3, 2, 2))
-    assert_close(ty.t().flatten() if False else ty.transpose(0, 2).flatten(), y.transpose(2, 1, 0).reshape(-1))
+    assert_close(ty.transpose(0, 2).flatten(), y.transpose(2, 1, 0).reshape(-1))
     assert lg.numel(ty) == 24 and ty.numel() == 24 and ty.nelement() == 24
 
 

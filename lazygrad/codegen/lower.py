@@ -16,7 +16,7 @@ graph:
 Identical instructions are emitted once per loop scope, which is how shared
 subexpressions and repeated index arithmetic are computed only once.
 
-Three loop structures are chosen from, per kernel:
+Four loop structures are chosen from, per kernel:
 
 1. The plain nest: one loop per output axis, in order, and for a reduction
    an inner loop over the reduced axes per output element. Right for
@@ -33,29 +33,51 @@ Three loop structures are chosen from, per kernel:
    exp(x - max), loop 3 writes exp(x - max) / sum.
 
 3. The register-blocked ("upcast") nest for reductions whose reduced axis is
-   not the contiguous one: matmul `(a[:, :, None] * b[None]).sum(1)` reads
-   b[k, m] with stride M along k, and `x.sum(0)` reads down columns. The
-   output's last axis m (contiguous in the output and, here, in the data) is
-   cut into blocks of U elements and its second-to-last axis n into blocks of
-   R rows; the reduction loop runs once per R x U block with R*U scalar
-   accumulators, and inside it every accumulator is updated:
+   not the contiguous one, with rows of output to block as well: matmul
+   `(a[:, :, None] * b[None]).sum(1)` would read b[k, m] with stride M along
+   k. The output's last axis m (contiguous in the output and, here, in the
+   data) is cut into blocks of U elements and its second-to-last axis n into
+   blocks of R rows; the reduction loop runs once per R x U block with R*U
+   scalar accumulators, and inside it every accumulator is updated:
 
-       for n0 in blocks of R:                     # split across threads
-         for m0 in blocks of U:
-           acc[r][u] = 0                          # R*U accumulators
+       for m0 in blocks of U:                       # split across threads
+         panel[k][u] = b[k, m0+u] for all k, u      # packed once per column block
+         for n0 in blocks of R:
+           acc[r][u] = 0                            # R*U accumulators
            for k:
-             acc[r][u] += a[n0+r, k] * b[k, m0+u] # U consecutive loads of b
+             acc[r][u] += a[n0+r, k] * panel[k][u]  # U consecutive loads
            out[n0+r, m0+u] = acc[r][u]
 
    The U consecutive loads and updates are what LLVM's SLP vectoriser turns
    into vector loads and fused multiply-adds, and the accumulators stay in
-   registers. Each a[n0+r, k] is loaded once and reused U times, each b[k, m]
-   R times. Sizes that are not multiples of the block are handled without a
-   remainder loop: the last block starts at size - U, overlapping the one
-   before, and recomputes (identically) a few outputs.
+   registers. Each a[n0+r, k] is loaded once and reused U times, each panel
+   element R times. The panel (a scratch buffer) holds the part of the
+   reduction's source that does not depend on the row, laid out so that the
+   block loop walks it with unit stride; without it, a b whose rows are 4 KB
+   apart maps every b[k, m0:m0+U] to the same cache set. Sizes that are not
+   multiples of the block are handled without a remainder loop: the last
+   block starts at size - U, overlapping the one before, and recomputes
+   (identically) a few outputs.
+
+4. The streaming nest, for the same kind of reduction when the output has a
+   single axis to block (`x.sum(0)`: each input element is read once, so no
+   register reuse is to be had). Accumulators for a chunk of C consecutive
+   outputs live in a scratch row, and the reduction loop is outermost:
+
+       for m0 in chunks of C:                     # split across threads
+         acc[0:C] = 0                             # scratch, stays in L1
+         for k:
+           for u in range(C): acc[u] += x[k, m0+u]   # contiguous: vectorised
+         out[m0:m0+C] = acc
+
+   Every pass over k reads one contiguous piece of a row, the pattern memory
+   and prefetchers serve best; a register block of 16 columns would instead
+   touch one cache line per row, rows apart.
 
 The loop program stays scalar and target-independent: the blocking is only
-unrolled scalar code, which a GPU renderer can take as it is.
+unrolled scalar code, which a GPU renderer can take as it is. Structures 3
+(its packed panel) and 4 use scratch memory; `lower(kernel, scratch=False)`
+avoids it (3 without the panel, 3 instead of 4).
 """
 from __future__ import annotations
 
@@ -76,6 +98,8 @@ UPCAST_U = 16
 UPCAST_R = 6
 # Largest scratch panel (per thread) for the packed operand of the upcast nest.
 PACK_LIMIT_BYTES = 8 << 20
+# Outputs per chunk of the streaming nest (structure 4): a 2 KB float32 accumulator row.
+STREAM_CHUNK = 512
 
 
 def contiguous_strides(shape) -> tuple:
@@ -400,6 +424,8 @@ class Lowerer:
                 return b.alu("DIV", node.dtype, self.render(node.src[0], idx, gate),
                              self.render(node.src[1].src[0], idx, gate))
             srcs = [self.render(s, idx, gate) for s in node.src]
+            if op in (Op.IDIV, Op.MOD) and node.dtype.is_int:
+                self.check_divisor(node.src[1], srcs[1], gate)
             return b.alu(op.name, node.dtype, *srcs)
         if op is Op.PAD:
             src_shape = node.src[0].shape
@@ -478,6 +504,16 @@ class Lowerer:
         new_idx = list(idx)
         new_idx[axis] = symbolic.value(safe, 0, max(size - 1, 0))
         return self.render(src, tuple(new_idx), gate)
+
+    def check_divisor(self, divisor: Node, ref: int, gate) -> None:
+        """Integer division or remainder by zero: PyTorch raises `RuntimeError: ZeroDivisionError`.
+        Flag it like an index error (site axis ZERO_DIVISION); the renderer still avoids the trap."""
+        if divisor.op is Op.CONST and divisor.arg != 0:
+            return
+        b = self.b
+        zero = b.alu("CMPEQ", dtypes.bool_, ref, b.const(0, divisor.dtype))
+        ok = b.alu("CMPEQ", dtypes.bool_, zero, b.const(False, dtypes.bool_))
+        self.flag_error(ok, gate, ref, ZERO_DIVISION, 0)
 
     def flag_error(self, ok: int, gate, value: int, axis: int, size: int) -> None:
         """Record (without branching) that index `value` was out of range; the runtime raises after the launch.
@@ -590,6 +626,8 @@ class Lowerer:
         upcast = self.plan_upcast(out_vars)
         if out.numel == 0:  # nothing to compute: one empty loop, so that nothing is read or written
             self.open_output_loop("i", 0)
+        elif upcast is not None and upcast[2] is None and self.allow_scratch:
+            self.lower_stream(upcast[0])
         elif upcast is not None:
             self.lower_upcast(*upcast)
         else:
@@ -706,6 +744,72 @@ class Lowerer:
         self.block_hook = None
         for e in block:
             self.store(e, self.render(out, e, None))
+
+    def lower_stream(self, m_axis: int) -> None:
+        """Structure 4: accumulators for STREAM_CHUNK outputs in a scratch row, the reduction loop outside."""
+        b = self.b
+        out = self.kernel.output
+        shape = out.shape
+        red = self.reduces[0]
+        src = red.src[0]
+        idx = [symbolic.Expr.of(0)] * len(shape)
+        for a, s in enumerate(shape):
+            if s > 1 and a != m_axis:
+                self.open_output_loop(f"i{a}", s)
+                idx[a] = symbolic.var(f"i{a}", s)
+        size = shape[m_axis]
+        width = min(size, STREAM_CHUNK)
+        chunks = -(-size // width)
+        loop = self.open_output_loop(f"b{m_axis}", chunks)
+        if size % width == 0:
+            chunk_start = symbolic.var(f"b{m_axis}", chunks) * width
+        else:  # the last chunk starts at size - width, overlapping the one before
+            first = b.alu("MUL", INDEX, loop, b.const(width, INDEX))
+            limit = b.const(size - width, INDEX)
+            start = b.alu("WHERE", INDEX, b.alu("CMPLT", dtypes.bool_, first, limit), first, limit)
+            chunk_start = symbolic.value(start, 0, size - width)
+        self.params.append((red.dtype, True))
+        acc = len(self.params) - 1
+        self.scratch[acc] = width
+
+        def chunk_loop():
+            """Open a loop over the chunk: (the loop, which is also its variable; the variable as an index)."""
+            name, u = self.new_var("u", width)
+            loop = self.open_loop(name, b.const(0, INDEX), b.const(width, INDEX))
+            return loop, u
+
+        def out_index(u):
+            e = list(idx)
+            e[m_axis] = chunk_start + u
+            return tuple(e)
+
+        # acc[u] = identity of the reduction
+        init = zero_of(red.dtype) if red.op is Op.SUM else lowest_of(red.dtype)
+        loop, u = chunk_loop()
+        b.emit("store", None, (acc, loop, b.const(init, red.dtype)), dedup=False)
+        self.close_loop(loop)
+        # for every k: acc[u] = acc[u] (+ or max) source(k, m0 + u)
+        reduce_vars, loops = {}, []
+        for a in red.arg:
+            if src.shape[a] > 1:
+                name, v = self.new_var("r", src.shape[a])
+                reduce_vars[a] = v
+                loops.append(self.open_loop(name, b.const(0, INDEX), b.const(src.shape[a], INDEX)))
+        loop, u = chunk_loop()
+        value = self.render(src, self._reduce_source_index(red, out_index(u), reduce_vars), None)
+        old = b.emit("load", red.dtype, (acc, loop), dedup=False)
+        new = b.alu("ADD" if red.op is Op.SUM else "MAX", red.dtype, old, value)
+        b.emit("store", None, (acc, loop, new), dedup=False)
+        self.close_loop(loop)
+        for r in reversed(loops):
+            self.close_loop(r)
+        # out[m0 + u] = epilogue(acc[u])
+        loop, u = chunk_loop()
+        e = out_index(u)
+        red_idx = self.find_reads(out, e, {id(red)})[id(red)][0]
+        self.value_memo[-1][(id(red), red_idx, None)] = b.emit("load", red.dtype, (acc, loop), dedup=False)
+        self.store(e, self.render(out, e, None))
+        self.close_loop(loop)
 
     def _reduce_source_index(self, red: Node, out_idx: tuple, reduce_vars: dict):
         """The index of the reduction's source for output `out_idx`, reduced axes from `reduce_vars`."""
@@ -888,6 +992,7 @@ class Lowerer:
 
 
 _ERROR_ACC = -1  # placeholder reference to the error accumulator, fixed up by _hoist_error_flag
+ZERO_DIVISION = "ZeroDivisionError"  # the `axis` of an error site that checks an integer divisor
 ERROR_SITES = 256              # error codes are magnitude * ERROR_SITES + site
 ERROR_VALUE_LIMIT = 1 << 52    # index values reported in errors are clamped to +-2**52
 

@@ -86,7 +86,9 @@ def find_kernel_outputs(roots: list[Node]) -> set[int]:
         if n.realized is None:
             for s in n.src:
                 consumers[id(s)].append(n)
-    outputs = {id(r) for r in roots if r.realized is None and r.op is not Op.BUFFER}
+    # (a constant asked for is computed even if its interned node was realised elsewhere:
+    # simplify can fold a graph into such a node, which this realisation's leaves do not hold)
+    outputs = {id(r) for r in roots if r.op is Op.CONST or (r.realized is None and r.op is not Op.BUFFER)}
     kernels: dict[int, frozenset] = {}
     epilogue: dict[int, bool] = {}
     sinks: dict[int, frozenset | None] = {}
@@ -186,7 +188,11 @@ def schedule(roots: list[Node]) -> list[Kernel]:
             if id(n) in seen:
                 return
             seen.add(id(n))
-            if n.op is Op.CONST and n.realized is None:
+            if n.op is Op.CONST:
+                # constants are rendered into the code, never loaded: even one that some other
+                # realisation attached a buffer to (CONST nodes are interned and shared)
+                if top:
+                    kernel.nodes.append(n)  # a kernel filling its output with the constant
                 return
             if n.is_leaf or (id(n) in outputs and not top):
                 kernel.inputs.append(n)

@@ -228,4 +228,10 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     """int64 one-hot encoding with a new last dim of size num_classes."""
     if num_classes < 0:
         num_classes = int(tensor.max().item()) + 1
+    elif tensor.numel() and (tensor._node.op is Op.BUFFER or tensor._node.realized is not None):
+        data = np.asarray(tensor._host_array())  # values in memory: PyTorch's range checks (else: zero rows)
+        if data.min() < 0:
+            raise RuntimeError("Class values must be non-negative.")
+        if data.max() >= num_classes:
+            raise RuntimeError("Class values must be smaller than num_classes.")
     return _class_mask(tensor, num_classes, tensor.ndim, tensor.ndim + 1).to(dtypes.int64)

@@ -98,6 +98,10 @@ def compile_program(program: Program) -> CompiledKernel:
 
 # ---- buffers ----
 
+class OutOfMemoryError(MemoryError, RuntimeError):
+    """A buffer too big to allocate (both a MemoryError and, like torch.OutOfMemoryError, a RuntimeError)."""
+
+
 class BufferPool:
     """Freed arrays kept by (dtype, size) for reuse: fresh memory costs page faults."""
 
@@ -115,7 +119,13 @@ class BufferPool:
             self.bytes -= arr.nbytes
             return arr
         stats.bump("buffers_allocated")
-        return np.empty(numel, dtype=np_dtype)
+        try:
+            return np.empty(numel, dtype=np_dtype)
+        except (MemoryError, ValueError) as e:  # ValueError: a size NumPy cannot even represent
+            nbytes = numel * np.dtype(np_dtype).itemsize
+            raise OutOfMemoryError(f"lazygrad: cannot allocate a buffer of {numel} elements of "
+                                   f"{np.dtype(np_dtype).name} ({nbytes} bytes, {nbytes / 2 ** 30:.1f} GiB): "
+                                   f"{e}") from None
 
     def give(self, arr: np.ndarray) -> None:
         if self.bytes + arr.nbytes > self.limit:

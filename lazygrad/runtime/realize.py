@@ -234,6 +234,8 @@ def _index_error(step, code: int) -> IndexOutOfRangeError:
     sites = step.program.error_sites  # (axis, size) of each index check in the kernel
     if site < len(sites):
         axis, size = sites[site]
+        if axis == "ZeroDivisionError":  # lower.ZERO_DIVISION: integer // or % by zero, as PyTorch reports it
+            return RuntimeError("ZeroDivisionError")
         return IndexOutOfRangeError(f"index {value} is out of bounds for dimension {axis} with size {size}")
     return IndexOutOfRangeError(f"index {value} is out of bounds (in kernel {step.kernel.name})")
 

@@ -270,7 +270,9 @@ def api_apply(L: Lib, op: Op, xs: list):
         r = getattr(x, name[:3])(a[0], keepdim=a[1])
         return r[0] if a[2] == "values" else r[1]
     if name in ("softmax", "log_softmax"):
-        return getattr(x, name)(a[0])
+        if hasattr(x, name):
+            return getattr(x, name)(a[0])
+        return getattr(L.functional(), name)(x, dim=a[0])
     if name == "scatter_add":
         return x.scatter_add(a[0], xs[1], xs[2])
     if name == "gather":

@@ -60,6 +60,11 @@ def features() -> frozenset:
     for name in ("cat", "stack"):
         if hasattr(lazygrad, name):
             names.add(name)
+    try:  # softmax / log_softmax through nn.functional when Tensor has no method for them
+        from lazygrad.nn import functional as F
+        names |= {n for n in ("softmax", "log_softmax") if hasattr(F, n)}
+    except ImportError:
+        pass
     try:  # advanced indexing exists when building x[index_tensor] does not raise NotImplementedError
         lazygrad.zeros(3)[lazygrad.tensor([0, 2])]
         names.add("index_tensor")

@@ -13,11 +13,15 @@ The same target-independent loop program the CPU renderer reads (see
   written coalesced.
 * **block per output** (`Strategy.BLOCK`, reductions): when there are few
   outputs or the reduced axis is contiguous in memory, one block of `B`
-  threads computes one output: thread `t` accumulates elements `t`, `t+B`,
-  ... of the reduction, then the block combines its `B` partial values with
-  warp shuffles (`shfl.sync.down`, float32) or a shared-memory tree (other
-  dtypes), and the code after the reduction (its fused epilogue) runs with
-  the result; only thread 0 stores.
+  threads computes one iteration of the output nest: every loop inside it
+  is shared by the block, thread `t` taking iterations `t`, `t+B`, ... A
+  reduction loop is followed by the block combining its `B` partial values
+  with warp shuffles (`shfl.sync.down`, float32) or a shared-memory tree
+  (other dtypes), so every thread holds the result; the code after it (the
+  fused epilogue) runs in every thread and only thread 0 stores a value
+  computed outside a loop. This covers a plain reduction (`x.sum(1)`) and
+  a reduce-then-broadcast kernel (a softmax row: a max loop, a sum loop, then
+  a loop writing the row).
 * **phases** (`Strategy.PHASES`, scatter): a program whose outermost loop
   runs once and holds several loop nests one after another (scatter: copy
   the base into the output, then write the source at the indexed places)
@@ -272,7 +276,47 @@ class _Analysis:
                 raise NotImplementedError("a store outside the parallel loop would run in every thread")
         self.nest = self._nest(self.outer, program.outer_size)
         self.reduction = self._reduction()
+        self.block_loops = self._block_loops()
         self.phases = self._phases()
+
+    def _block_loops(self) -> list | None:
+        """The loops directly inside the output nest's body, when one block can share each of them:
+        [(nest, accumulators it reduces into)] (no accumulators: a loop of independent iterations).
+        None when the body has no loop or does something a block cannot share."""
+        instrs = self.p.instrs
+        first, last = self.nest.loops[-1] + 1, self.nest.ends[-1]
+        depth = self.depth[self.nest.loops[-1]] + 1
+        body_accs = {i for i in range(first, last) if instrs[i].op == "acc" and self.depth[i] == depth}
+        loops, reduced = [], set()
+        for i in range(first, last):
+            ins = instrs[i]
+            if self.depth[i] != depth:
+                continue
+            if ins.op == "update" and ins.src[0] in body_accs:
+                return None   # accumulated outside a loop: every thread would add it
+            if ins.op != "loop":
+                continue
+            if None in (self._const_int(s) for s in ins.src):
+                return None
+            nest = self._nest(i, None)
+            end = self.end_of[i]
+            accs, stores = set(), False
+            for j in range(i + 1, end):
+                inner = instrs[j]
+                if inner.op == "update" and inner.src[0] in body_accs:
+                    accs.add(inner.src[0])
+                elif inner.op == "read" and inner.src[0] in body_accs:
+                    return None   # a running value (a prefix sum) is not a block reduction
+                elif inner.op == "store":
+                    stores = True
+            if accs and stores or accs & reduced:
+                return None
+            ops = {instrs[j].arg for j in range(i + 1, end) if instrs[j].op == "update" and instrs[j].src[0] in accs}
+            if len(ops) > 1:
+                return None
+            reduced |= accs
+            loops.append((nest, tuple(sorted(accs))))
+        return loops or None
 
     def _phases(self) -> list | None:
         """The loop nests directly inside a single-iteration outer loop, with how each may run in
@@ -473,27 +517,28 @@ class Options:
 
 def choose_strategy(an: _Analysis, options: Options):
     """(strategy, threads per block, split) for a program."""
-    red = an.reduction
+    red, loops = an.reduction, an.block_loops
     if an.phases is not None:
         return Strategy.PHASES, options.threads, 1
     if options.force is not None:
-        if options.force is Strategy.THREAD or red is None:
-            return Strategy.THREAD, options.threads, 1
-        block = _block_size(red.nest.size)
-        if options.force is Strategy.SPLIT:
+        if options.force is Strategy.SPLIT and red is not None:
+            block = _block_size(red.nest.size)
             return Strategy.SPLIT, block, max(2, min(64, -(-red.nest.size // block)))
-        return Strategy.BLOCK, block, 1
+        if options.force is not Strategy.THREAD and loops is not None:
+            return Strategy.BLOCK, _block_size(max(n.size for n, _ in loops)), 1
+        return Strategy.THREAD, options.threads, 1
     outputs = an.nest.size
-    if red is None or red.nest.size < WARP:
+    inner = max((n.size for n, _ in loops), default=0) if loops is not None else 0
+    if inner < WARP:
         return Strategy.THREAD, options.threads, 1
     instrs_first, instrs_last = an.nest.loops[-1] + 1, an.nest.ends[-1]
     coalesced_thread = an.loads_unit_stride(instrs_first, instrs_last, an.nest.loops[-1])
-    coalesced_block = an.loads_unit_stride(red.nest.loops[-1] + 1, red.nest.ends[-1], red.nest.loops[-1])
+    coalesced_block = all(an.loads_unit_stride(n.loops[-1] + 1, n.ends[-1], n.loops[-1]) for n, _ in loops)
     if outputs >= 65536 and (coalesced_thread or not coalesced_block):
         return Strategy.THREAD, options.threads, 1
-    block = _block_size(red.nest.size)
+    block = _block_size(inner)
     target_blocks = options.sm_count * 8
-    if outputs * 2 <= target_blocks and red.nest.size >= 16 * block:
+    if red is not None and outputs * 2 <= target_blocks and red.nest.size >= 16 * block:
         split = min(-(-red.nest.size // (8 * block)), -(-target_blocks // outputs))
         if split >= 2:
             return Strategy.SPLIT, block, split
@@ -575,6 +620,7 @@ class _Entry:
         self.tid = self._sreg("tid")
         self.smem_index = 0
         self.current = -1          # index of the instruction being rendered
+        self.shared_loops = {}     # BLOCK: open block-shared loops
         self.store_plan = {}       # PHASES: how each store of the rendered nest is made thread-safe
 
     # ---- helpers ----
@@ -672,7 +718,12 @@ class _Entry:
         else:
             skip = set(nest.loops[1:]) | set(nest.ends[:-1])
             hooks = {nest.loops[0]: self.open_outputs, nest.ends[-1]: self.close_outputs}
-        if self.phase in ("block", "partial", "finish"):
+        if self.phase == "block":
+            for loop_nest, accs in an.block_loops:
+                skip |= set(loop_nest.loops[1:]) | set(loop_nest.ends[1:])
+                hooks[loop_nest.loops[0]] = functools.partial(self.open_shared_loop, loop_nest)
+                hooks[loop_nest.ends[0]] = functools.partial(self.close_shared_loop, loop_nest, accs)
+        if self.phase in ("partial", "finish"):
             skip |= set(red.nest.loops[1:]) | set(red.nest.ends[1:])
             hooks[red.nest.loops[0]] = self.open_reduction
             hooks[red.nest.ends[0]] = self.close_reduction
@@ -725,6 +776,22 @@ class _Entry:
 
     def close_outputs(self, i, ins) -> None:
         self.close_loop(self.out_loop)
+
+    def open_shared_loop(self, loop_nest: _Nest, i, ins) -> None:
+        """BLOCK: the threads of the block share the iterations of a loop inside the output nest."""
+        r, handle = self.open_loop(self.tid, ir.Constant(I64, loop_nest.size), ir.Constant(I64, self.block), "shared")
+        self.shared_loops[loop_nest.loops[0]] = handle
+        self.decompose(r, loop_nest, skip_first_low=False)
+
+    def close_shared_loop(self, loop_nest: _Nest, accs, i, ins) -> None:
+        """BLOCK: after a reduction loop, combine every thread's partial values; all threads get the result."""
+        self.close_loop(self.shared_loops.pop(loop_nest.loops[0]))
+        for acc in accs:
+            ref = self.p.instrs[acc]
+            op = next(x.arg for x in self.p.instrs if x.op == "update" and x.src[0] == acc)
+            slot = self.values[acc]
+            combined = self.block_combine(self.b.load(slot), ref.dtype, op, self.constant(ref.arg, ref.dtype))
+            self.b.store(combined, slot)
 
     def open_reduction(self, i, ins) -> None:
         b, red = self.b, self.an.reduction
@@ -891,8 +958,8 @@ class _Entry:
 
         def store():
             b.store(self.to_memory(self.values[value], dtype), self.pointer(param, ins.src[1]), align=dtype.itemsize)
-        if self.phase in ("block", "finish"):
-            # every thread of the block holds the same result: thread 0 writes it
+        if self.phase == "finish" or (self.phase == "block" and not self.shared_loops):
+            # outside a shared loop every thread of the block holds the same value: thread 0 writes it
             self.when(b.icmp_unsigned("==", self.tid, ir.Constant(I64, 0)), store)
         else:
             store()
