@@ -12,8 +12,8 @@ Reading (`t[idx]`) follows PyTorch:
 Step 2 is a chain of GATHERs, one per indexed dim, which all fuse into one
 kernel. A boolean mask has a data-dependent number of True elements, so it is
 turned into positions first, with kernels: the count (`mask.sum().item()`),
-then a running count (cumsum) that tells each True element its slot, then a
-scatter of the element positions into those slots.
+then a running count (a blocked prefix sum, `running_count`) that tells each
+True element its slot, then a scatter of the element positions into those slots.
 
 Writing (`t[idx] = v`) is an in-place op: t's node is rebound to a new graph.
   * ints/slices: `where(region_mask, v placed by padding, t)` (one fused kernel);
@@ -82,7 +82,7 @@ def mask_positions(mask):
 
     The count is data-dependent, so it is computed first (one kernel, realised);
     the positions are then a scatter of arange(n) into slots given by the running
-    count of True elements (cumsum): slot = cumsum - 1 for a True element, and a
+    count of True elements: slot = count so far - 1 for a True element, and a
     spare last slot, cut off afterwards, for every False one.
     """
     from .creation import arange, zeros
@@ -92,9 +92,34 @@ def mask_positions(mask):
     count = int(flat.sum().item())
     if count == 0 or n == 0:
         return zeros(0, dtype=dtypes.int64)
-    slots = where(flat, flat.cumsum(0) - 1, count)            # int64, in [0, count]
+    slots = where(flat, running_count(flat) - 1, count)       # int64, in [0, count]
     positions = zeros(count + 1, dtype=dtypes.int64).scatter(0, slots, arange(n))
     return positions[:count]
+
+
+BLOCK = 64  # running_count's block size
+
+
+def running_count(flat):
+    """Inclusive prefix sum of a 1-D bool/int tensor, as int64, in O(n) work instead of cumsum's O(n^2).
+
+    A prefix sum is not a primitive, and the direct formula (out[i] = sum over
+    j <= i, a masked sum) costs n*n. Blocking brings that down: cut the n values
+    into blocks of BLOCK, take the masked-sum prefix inside each block (BLOCK
+    work per element), and add to each block the total of the blocks before it,
+    which is the same problem on n / BLOCK block totals (recursively).
+    """
+    x = flat.long()
+    n = x.shape[0]
+    if n <= BLOCK:
+        return x.cumsum(0)
+    blocks = -(-n // BLOCK)
+    padded = x.pad((0, blocks * BLOCK - n)).reshape(blocks, BLOCK)
+    inside = padded.cumsum(1)                                   # prefix within each block
+    totals = inside[:, BLOCK - 1]
+    before = running_count(totals) - totals                     # total of the blocks before each block
+    out = (inside + before.unsqueeze(1)).reshape(blocks * BLOCK)
+    return out[:n] if blocks * BLOCK != n else out
 
 
 def nonzero(input, as_tuple: bool = False):
@@ -120,7 +145,7 @@ def masked_select(input, mask):
     from .tensor import broadcast_shapes
     mask = as_tensor(mask)
     if not mask.dtype.is_bool:
-        raise RuntimeError(f"masked_select: expected BoolTensor for mask")
+        raise RuntimeError("masked_select: expected BoolTensor for mask")
     shape = broadcast_shapes(tuple(input.shape), tuple(mask.shape))
     return input.expand(shape)[mask.expand(shape)]
 

@@ -1,6 +1,9 @@
-"""`lazygrad.device`: where a tensor lives. Only "cpu" runs kernels in this build;
-"cuda" is recognised by name and refused with a clear error until a GPU is usable."""
+"""`lazygrad.device`: where a tensor lives: "cpu", or "cuda" (device 0) where a GPU works
+(`lazygrad.cuda.is_available()`); asking for "cuda" without one raises a clear RuntimeError.
+The second half of this module decides which device a lazy graph runs on."""
 from __future__ import annotations
+
+import weakref
 
 
 class device:
@@ -43,6 +46,8 @@ def normalize(dev) -> device:
     if d.type == "cuda":
         from . import cuda
         cuda.require("to")
+        if (d.index or 0) != 0:
+            raise RuntimeError(f"CUDA error: invalid device ordinal: lazygrad uses one GPU, cuda:0 (got {d})")
     return d
 
 
@@ -54,8 +59,6 @@ def normalize(dev) -> device:
 # interned, so `torch.ones(3)` and the `1` in `x_cuda + 1` can be the very same node. A 0-d CPU
 # tensor combines with CUDA tensors, as in PyTorch, and so do CPU index tensors (`x_cuda[idx]`):
 # they are copied over when the kernel runs.
-
-import weakref  # noqa: E402
 
 CUDA = device("cuda", 0)
 MIXED_DEVICES = "Expected all tensors to be on the same device, but found at least two devices, cuda:0 and cpu!"
@@ -150,10 +153,13 @@ def cuda_buffer(node, host: "np.ndarray | None" = None):
             return node.realized
         if node.op.name == "BUFFER" and node.arg.device == "cuda":
             return node.arg
-        if graph_device(node) is None and node.realized is None:
+        where = graph_device(node)
+        if where == "cuda" or (where is None and node.realized is None):
+            # computed on the GPU: a graph of GPU tensors, or of constants only (a fill kernel)
             detached = realize_mod.realize([node], device="cuda") or {}
-            if id(node) in detached:
-                return detached[id(node)]
+            buf = node.realized if node.realized is not None else detached.get(id(node))
+            if buf is not None and buf.device == "cuda":
+                return buf
         host = cpu_array(node)
     data = cuda_runtime.DeviceArray.from_host(host)
     return Buffer("cuda", node.dtype, node.numel, data)
@@ -186,8 +192,7 @@ def move(tensor, target: device):
     if target.type == "cuda":
         buf = cuda_buffer(node)
     else:
-        arr = np.array(cpu_array(node), copy=True).reshape(-1)
-        buf = Buffer("cpu", node.dtype, node.numel, arr)
+        buf = Buffer("cpu", node.dtype, node.numel, np.asarray(cpu_array(node)).reshape(-1))
     return type(tensor)._from_node(N.buffer(buf, node.shape))
 
 

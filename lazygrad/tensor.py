@@ -661,11 +661,12 @@ class Tensor:
 
     def cos(self):
         x = self._float_input()
-        if x.dtype is dtypes.float32:
-            # cos(x) = sin(x + pi/2), with the shift done in float64: in float32 it would round
-            # x + pi/2 (by up to 5e-4 at x = 1e4); SIN computes float32 in float64 anyway
-            return (x.double() + math.pi / 2)._unary(Op.SIN).float()
-        return (x + math.pi / 2)._unary(Op.SIN)
+        # cos(x) = 1 - 2 sin(x/2)^2: x/2 is exact, while x + pi/2 rounds (by 8e-3 at x = 1e14 even in
+        # float64). float32 is computed in float64 (SIN computes float32 in float64 anyway).
+        xd = x.double() if x.dtype is dtypes.float32 else x
+        h = (xd * 0.5)._unary(Op.SIN)
+        out = 1.0 - 2.0 * (h * h)
+        return out.float() if x.dtype is dtypes.float32 else out
 
     def tan(self):
         return self.sin() / self.cos()
@@ -969,7 +970,7 @@ class Tensor:
         return (self != 0).sum(dim)
 
     def cumsum(self, dim: int):
-        """Inclusive prefix sum as a masked sum: out[i] = sum_j x[j] * (j <= i)."""
+        """Inclusive prefix sum as a masked sum: out[i] = sum_j where(j <= i, x[j], 0)."""
         d = normalize_dim(dim, self.ndim)
         x = self if self.dtype.is_floating_point else self.to(dtypes.int64)
         if x.ndim == 0:
@@ -977,7 +978,8 @@ class Tensor:
         n = x.shape[d]
         moved = x.movedim(d, -1)                                   # (..., n)
         lower = (_arange_node(n, x).reshape(1, n) <= _arange_node(n, x).reshape(n, 1))  # [i, j] = j <= i
-        out = (moved.unsqueeze(-2) * lower._cast(x.dtype)).sum(-1)  # (..., n)
+        # where, not multiply by the mask: a later inf or nan must not reach earlier sums (inf * 0 = nan)
+        out = where(lower, moved.unsqueeze(-2), 0).sum(-1)  # (..., n)
         return out.movedim(-1, d)
 
     # ---- movement ----

@@ -308,3 +308,16 @@ def test_boolean_mask_indexing(gpu):
     a = RNG.standard_normal((5, 4)).astype(np.float32)
     cpu, out = both(lambda t: t[t > 0.5], a)
     check(cpu, out)
+
+
+def test_module_to_gpu(gpu):
+    model = lg.nn.Linear(3, 2).to("cuda")
+    assert all(p.is_cuda for p in model.parameters())
+
+
+def test_adam_step_on_gpu(gpu):
+    p = lg.tensor(RNG.standard_normal(4).astype(np.float32), device=gpu, requires_grad=True)
+    opt = lg.optim.Adam([p], lr=0.1)
+    (p * p).sum().backward()
+    opt.step()
+    assert p.is_cuda

@@ -55,7 +55,8 @@ def test_gather_on_non_contiguous_inputs_and_int32_index():
     got = t.t().gather(0, lg.tensor(idx.astype(np.int32)))
     assert_close(got, np.take_along_axis(x.T[:, :3], idx, axis=0))
     # flipped, sliced and expanded inputs
-    assert_close(t.flip(1)[::2].gather(1, lg.tensor([[5, 0], [1, 1]])), np.take_along_axis(x[:, ::-1][::2], np.array([[5, 0], [1, 1]]), 1))
+    pick = np.array([[5, 0], [1, 1]])
+    assert_close(t.flip(1)[::2].gather(1, lg.tensor(pick)), np.take_along_axis(x[:, ::-1][::2], pick, 1))
     row = lg.tensor(x[0]).expand(3, 6)
     assert_close(row.gather(1, lg.tensor([[0], [2], [5]])), x[0][[[0], [2], [5]]])
 
@@ -246,7 +247,8 @@ X = np.arange(24).reshape(2, 3, 4)
 NUMPY_CASES = [
     ([1, 0],), (slice(None), [0, 2], [1, 3]), ([0, 1], slice(None), [1, 3]), (Ellipsis, [1]),
     ([[0], [1]], [0, 2]), (X > 5,), (slice(None), X[0] > 3), (None, [1], 1), ([-1],), ([[1, 0], [0, 1]],),
-    (X[:, 0, 0] > 5,), ([1], slice(None), 2), (1, [0, 2], slice(None, None, 2)), (slice(None), X[0, :, 0] > 1, X[0, 0] > 1),
+    (X[:, 0, 0] > 5,), ([1], slice(None), 2), (1, [0, 2], slice(None, None, 2)),
+    (slice(None), X[0, :, 0] > 1, X[0, 0] > 1),
 ]
 
 
@@ -435,3 +437,12 @@ def test_inplace_ops_on_a_view_write_through_to_its_base():
     y = x[[0, 1]]                      # advanced indexing copies, as in PyTorch: no write-through
     y[0] = 100.0
     assert x[0, 0].item() == -1.0
+
+
+def test_running_count_is_a_blocked_prefix_sum():
+    from lazygrad.advanced_indexing import running_count
+    for n in (1, 64, 65, 4097):
+        mask = RNG.random(n) > 0.3
+        np.testing.assert_array_equal(running_count(lg.tensor(mask)).numpy(), np.cumsum(mask))
+    x = arr((70, 90))
+    assert_close(lg.tensor(x)[lg.tensor(x > 0.5)], x[x > 0.5])

@@ -168,3 +168,9 @@ def test_against_pytorch():
             else:
                 assert not isinstance(ours, tuple), (fn, sa, sb, ours)
                 np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_empty_operands():
+    assert lg.mm(lg.zeros(2, 3), lg.zeros(3, 0)).numpy().shape == (2, 0)
+    assert lg.matmul(lg.zeros(0, 3), lg.zeros(3)).numpy().shape == (0,)
+    assert_close(lg.mm(lg.ones(2, 0), lg.ones(0, 3)), np.zeros((2, 3), dtype=np.float32))  # an empty sum is 0

@@ -182,11 +182,13 @@ def _ptx_of(t, arch="sm_80", force=None):
     return [ptx.render(p, arch, ptx.Options(force=force)) for p in programs_of(t)]
 
 
-def test_math_uses_the_fast_hardware_paths():
+def test_math_is_accurate_and_uses_hardware_exp2():
     x = data((4, 16), np.float32)
     text = _ptx_of((x.exp() + x.log() + x.sin()).sqrt())[0].ptx
-    for instr in ("ex2.approx", "lg2.approx", "sin.approx", "sqrt.rn.f32"):
+    for instr in ("ex2.approx", "sqrt.rn.f32", "cvt.rni"):
         assert instr in text, instr
+    # lg2.approx / sin.approx are not accurate enough to match the CPU (see the renderer's docstring)
+    assert "lg2.approx" not in text and "sin.approx" not in text
 
 
 def test_reductions_use_shuffles_shared_memory_and_atomics():

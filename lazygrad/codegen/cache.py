@@ -53,9 +53,57 @@ def _read_entry(path: str) -> bytes | None:
     return payload
 
 
+def _make_private_dirs(folder: str) -> None:
+    """Create `folder` and its missing parents with mode 0700, whatever the umask.
+
+    os.makedirs(mode=0o700) gives the parents it creates 0777 & ~umask (world-writable
+    under umask 0, letting another user swap the cache folder) and the umask can also
+    take bits from the leaf. Only folders created here are chmod-ed.
+    """
+    folder = os.path.abspath(folder)
+    parent = os.path.dirname(folder)
+    if parent != folder and not os.path.isdir(parent):
+        _make_private_dirs(parent)
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        return
+    os.chmod(folder, 0o700)
+
+
+_usable: dict[str, bool] = {}
+
+
+def usable_dir(folder: str) -> bool:
+    """Create the cache folder (0700) if needed; False (disk cache off) when others could write to it.
+
+    A folder another user owns, or one that is group- or world-writable, could hold
+    planted object code with a valid checksum: such a folder is not used.
+    """
+    known = _usable.get(folder)
+    if known is not None:
+        return known
+    try:
+        _make_private_dirs(folder)
+        st = os.stat(folder)
+        ok = (not hasattr(os, "getuid") or st.st_uid == os.getuid()) and not st.st_mode & 0o022
+    except OSError:
+        ok = False
+    if not ok:
+        import warnings
+        warnings.warn(f"lazygrad: not using the kernel cache folder {folder!r}: it could not be created, or "
+                      "another user could write to it (it must be owned by you and not group/world-writable)",
+                      RuntimeWarning, stacklevel=3)
+    _usable[folder] = ok
+    return ok
+
+
 def _write_entry(folder: str, path: str, payload: bytes) -> None:
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    """Write atomically (a temporary file renamed into place); a cache that cannot be written is skipped."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    except OSError:
+        return
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
@@ -70,6 +118,8 @@ def _write_entry(folder: str, path: str, payload: bytes) -> None:
 def object_code(ir_text: str, key: str) -> bytes:
     """Object code for `ir_text`: from disk when a valid entry exists, else compiled (and saved)."""
     folder = cache_dir()
+    if folder is not None and not usable_dir(folder):
+        folder = None
     path = os.path.join(folder, key + ".o") if folder else None
     if path is not None:
         payload = _read_entry(path)

@@ -624,10 +624,12 @@ class Lowerer:
         # (an axis of size 0 gets a loop too: it runs no iteration, so nothing is written)
         out_vars = {a: symbolic.var(f"i{a}", s) for a, s in enumerate(shape) if s != 1}
         upcast = self.plan_upcast(out_vars)
+        # reductions with no rows to block (or several reductions) stream when scratch memory is allowed
+        stream = self.plan_stream(out_vars) if upcast is None or upcast[2] is None else None
         if out.numel == 0:  # nothing to compute: one empty loop, so that nothing is read or written
             self.open_output_loop("i", 0)
-        elif upcast is not None and upcast[2] is None and self.allow_scratch:
-            self.lower_stream(upcast[0])
+        elif stream is not None:
+            self.lower_stream(*stream)
         elif upcast is not None:
             self.lower_upcast(*upcast)
         else:
@@ -654,21 +656,28 @@ class Lowerer:
         self.loops.append(loop)
         return loop
 
+    def broadcast_axes(self, out_vars: dict) -> set:
+        """The output axes that no reduction read by the output depends on (the reduced ones, for a
+        reduction broadcast back into the kernel): they become the innermost loops."""
+        out = self.kernel.output
+        if not self.reduces or out.op in REDUCE:
+            return set()
+        full_idx = tuple(out_vars.get(a, symbolic.Expr.of(0)) for a in range(len(out.shape)))
+        reads = self.find_reads(out, full_idx, {id(n) for n in self.reduces})
+        if not reads:
+            return set()
+        used = set()
+        for ridxs in reads.values():
+            for ridx in ridxs:
+                for e in ridx:
+                    used |= expr_vars(e)
+        return {a for a in out_vars if f"i{a}" not in used}
+
     def lower_plain(self, out_vars: dict) -> None:
         """Structures 1 and 2: loops over the output, broadcast reductions hoisted above the axes they reduce."""
         out = self.kernel.output
         full_idx = tuple(out_vars.get(a, symbolic.Expr.of(0)) for a in range(len(out.shape)))
-        # the output axes no reduction read here depends on go innermost
-        inner_axes = set()
-        if self.reduces and out.op not in REDUCE:
-            reads = self.find_reads(out, full_idx, {id(n) for n in self.reduces})
-            if reads:
-                used = set()
-                for ridxs in reads.values():
-                    for ridx in ridxs:
-                        for e in ridx:
-                            used |= expr_vars(e)
-                inner_axes = {a for a in out_vars if f"i{a}" not in used}
+        inner_axes = self.broadcast_axes(out_vars)
         outer = [a for a in out_vars if a not in inner_axes]
         inner = [a for a in out_vars if a in inner_axes]
         for a in outer:
@@ -745,18 +754,99 @@ class Lowerer:
         for e in block:
             self.store(e, self.render(out, e, None))
 
-    def lower_stream(self, m_axis: int) -> None:
-        """Structure 4: accumulators for STREAM_CHUNK outputs in a scratch row, the reduction loop outside."""
+    def reduction_indices(self, out_idx: tuple, reduce_vars: dict):
+        """{id(reduction): the index it is read at} for every reduction of the kernel, or None.
+
+        Follows reads from the output and then through each reduction's source
+        (with `reduce_vars` standing for its reduced axes). None unless every
+        reduction is read at exactly one index, the same for all its readers
+        and not depending on `reduce_vars`: what structure 4 needs to keep one
+        accumulator row per reduction.
+        """
+        by_id = {id(n): n for n in self.reduces}
+        targets = set(by_id)
+        found: dict[int, tuple] = {}
+        frontier = [(self.kernel.output, out_idx)]
+        k_names = {name for v in reduce_vars.values() for name in expr_vars(v)}
+        while frontier:
+            node, i = frontier.pop()
+            if id(node) in by_id:
+                continue
+            reads = self.find_reads(node, i, targets)
+            if reads is None:
+                return None
+            for rid, idxs in reads.items():
+                for ridx in idxs:
+                    if any(expr_vars(e) & k_names for e in ridx) or found.get(rid, ridx) != ridx:
+                        return None
+                    if rid not in found:
+                        found[rid] = ridx
+                        red = by_id[rid]
+                        src_idx = tuple(reduce_vars.get(a, symbolic.Expr.of(0)) if a in red.arg else e
+                                        for a, e in enumerate(ridx))
+                        frontier.append((red.src[0], src_idx))
+        return found if len(found) == len(by_id) else None
+
+    def plan_stream(self, out_vars: dict):
+        """(m_axis, inner axes) for the streaming nest (structure 4), or None when it does not apply or pay."""
+        out = self.kernel.output
+        if not self.allow_scratch or not self.reduces or out.numel == 0:
+            return None
+        if any(n.op is Op.GATHER for n in self.kernel.nodes):
+            return None
+        first = self.reduces[0]
+        sig = (first.src[0].shape, first.arg)
+        if any((r.src[0].shape, r.arg) != sig for r in self.reduces):
+            return None
+        axes = [a for a, s in enumerate(out.shape) if s > 1]
+        inner = self.broadcast_axes(out_vars)
+        if not axes or axes[-1] in inner or out.shape[axes[-1]] < 8:
+            return None
+        m_axis = axes[-1]
+        src_shape, reduced = sig
+        k_vars = {a: symbolic.var(f"?k{a}", src_shape[a]) for a in reduced if src_shape[a] > 1}
+        if not k_vars:
+            return None
+        e = [out_vars.get(a, symbolic.Expr.of(0)) for a in range(len(out.shape))]
+        found = self.reduction_indices(tuple(e), k_vars)
+        if found is None or any(expr_vars(x) & {f"i{a}" for a in inner} for ridx in found.values() for x in ridx):
+            return None
+        # pays when the source walks memory with a stride along the reduced axis but not along m
+        ridx = found[id(first)]
+        plain_idx = tuple(k_vars.get(a, x) if a in reduced else x for a, x in enumerate(ridx))
+        e[m_axis] = symbolic.var("?s", out.shape[m_axis]) + symbolic.var("?u", STREAM_CHUNK)
+        moved = self.reduction_indices(tuple(e), k_vars)
+        if moved is None:
+            return None
+        stream_idx = tuple(k_vars.get(a, x) if a in reduced else x for a, x in enumerate(moved[id(first)]))
+        k_name = f"?k{max(k_vars)}"
+
+        def strided(addr, name):
+            s = var_stride(addr, name)
+            return s is None or s not in (0, 1)
+        bad_plain = sum(strided(a, k_name) for a in self.leaf_addresses(first.src[0], plain_idx))
+        bad_stream = sum(strided(a, "?u") for a in self.leaf_addresses(first.src[0], stream_idx))
+        if bad_stream >= bad_plain:
+            return None
+        return m_axis, inner
+
+    def lower_stream(self, m_axis: int, inner: set) -> None:
+        """Structure 4: one scratch row of accumulators per reduction, the reduction loops outside.
+
+        Phases, for each chunk of C outputs along m: one per reduction (sources
+        first: a max before the sum that reads it), each over all its reduced
+        axes with a loop over the chunk innermost; then one writing the output
+        (over the broadcast axes too, when the reductions are broadcast back).
+        Every innermost loop walks m, contiguous in memory, and vectorises.
+        """
         b = self.b
         out = self.kernel.output
         shape = out.shape
-        red = self.reduces[0]
-        src = red.src[0]
-        idx = [symbolic.Expr.of(0)] * len(shape)
+        e = [symbolic.Expr.of(0)] * len(shape)
         for a, s in enumerate(shape):
-            if s > 1 and a != m_axis:
+            if s > 1 and a != m_axis and a not in inner:
                 self.open_output_loop(f"i{a}", s)
-                idx[a] = symbolic.var(f"i{a}", s)
+                e[a] = symbolic.var(f"i{a}", s)
         size = shape[m_axis]
         width = min(size, STREAM_CHUNK)
         chunks = -(-size // width)
@@ -768,48 +858,53 @@ class Lowerer:
             limit = b.const(size - width, INDEX)
             start = b.alu("WHERE", INDEX, b.alu("CMPLT", dtypes.bool_, first, limit), first, limit)
             chunk_start = symbolic.value(start, 0, size - width)
-        self.params.append((red.dtype, True))
-        acc = len(self.params) - 1
-        self.scratch[acc] = width
+        # every loop over the chunk has the same variable name: they are siblings, never nested,
+        # so the index of each reduction is one expression, found once
+        u_name, u = self.new_var("u", width)
+        e[m_axis] = chunk_start + u
+        for a in inner:
+            e[a] = symbolic.var(f"i{a}", shape[a])
+        src_shape, reduced = self.reduces[0].src[0].shape, self.reduces[0].arg
+        k_vars = {a: self.new_var("r", src_shape[a]) for a in reduced if src_shape[a] > 1}
+        found = self.reduction_indices(tuple(e), {a: v for a, (_, v) in k_vars.items()})
+        rows = {}  # id(reduction) -> its scratch parameter
 
-        def chunk_loop():
-            """Open a loop over the chunk: (the loop, which is also its variable; the variable as an index)."""
-            name, u = self.new_var("u", width)
-            loop = self.open_loop(name, b.const(0, INDEX), b.const(width, INDEX))
-            return loop, u
+        def chunk_loop(read_rows=True):
+            """A loop over the chunk; inside it, the reductions done so far read their rows."""
+            loop = self.open_loop(u_name, b.const(0, INDEX), b.const(width, INDEX))
+            for rid, param in rows.items() if read_rows else ():
+                red = next(r for r in self.reduces if id(r) == rid)
+                self.value_memo[-1][(rid, found[rid], None)] = b.emit("load", red.dtype, (param, loop), dedup=False)
+            return loop
 
-        def out_index(u):
-            e = list(idx)
-            e[m_axis] = chunk_start + u
-            return tuple(e)
-
-        # acc[u] = identity of the reduction
-        init = zero_of(red.dtype) if red.op is Op.SUM else lowest_of(red.dtype)
-        loop, u = chunk_loop()
-        b.emit("store", None, (acc, loop, b.const(init, red.dtype)), dedup=False)
-        self.close_loop(loop)
-        # for every k: acc[u] = acc[u] (+ or max) source(k, m0 + u)
-        reduce_vars, loops = {}, []
-        for a in red.arg:
-            if src.shape[a] > 1:
-                name, v = self.new_var("r", src.shape[a])
-                reduce_vars[a] = v
-                loops.append(self.open_loop(name, b.const(0, INDEX), b.const(src.shape[a], INDEX)))
-        loop, u = chunk_loop()
-        value = self.render(src, self._reduce_source_index(red, out_index(u), reduce_vars), None)
-        old = b.emit("load", red.dtype, (acc, loop), dedup=False)
-        new = b.alu("ADD" if red.op is Op.SUM else "MAX", red.dtype, old, value)
-        b.emit("store", None, (acc, loop, new), dedup=False)
+        for red in self.reduces:
+            self.params.append((red.dtype, True))
+            param = len(self.params) - 1
+            self.scratch[param] = width
+            init = zero_of(red.dtype) if red.op is Op.SUM else lowest_of(red.dtype)
+            loop = chunk_loop(read_rows=False)
+            b.emit("store", None, (param, loop, b.const(init, red.dtype)), dedup=False)
+            self.close_loop(loop)
+            loops = [self.open_loop(name, b.const(0, INDEX), b.const(src_shape[a], INDEX))
+                     for a, (name, _) in k_vars.items()]
+            loop = chunk_loop()
+            src_idx = tuple(k_vars[a][1] if a in k_vars else (symbolic.Expr.of(0) if a in reduced else x)
+                            for a, x in enumerate(found[id(red)]))
+            value = self.render(red.src[0], src_idx, None)
+            old = b.emit("load", red.dtype, (param, loop), dedup=False)
+            b.emit("store", None, (param, loop, b.alu("ADD" if red.op is Op.SUM else "MAX", red.dtype, old, value)),
+                   dedup=False)
+            self.close_loop(loop)
+            for r in reversed(loops):
+                self.close_loop(r)
+            rows[id(red)] = param
+        # the output: over the broadcast axes (if any), the chunk innermost
+        loops = [self.open_loop(f"i{a}", b.const(0, INDEX), b.const(shape[a], INDEX)) for a in sorted(inner)]
+        loop = chunk_loop()
+        self.store(tuple(e), self.render(out, tuple(e), None))
         self.close_loop(loop)
         for r in reversed(loops):
             self.close_loop(r)
-        # out[m0 + u] = epilogue(acc[u])
-        loop, u = chunk_loop()
-        e = out_index(u)
-        red_idx = self.find_reads(out, e, {id(red)})[id(red)][0]
-        self.value_memo[-1][(id(red), red_idx, None)] = b.emit("load", red.dtype, (acc, loop), dedup=False)
-        self.store(e, self.render(out, e, None))
-        self.close_loop(loop)
 
     def _reduce_source_index(self, red: Node, out_idx: tuple, reduce_vars: dict):
         """The index of the reduction's source for output `out_idx`, reduced axes from `reduce_vars`."""

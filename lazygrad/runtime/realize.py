@@ -210,9 +210,10 @@ def run_plan(plan: Plan, roots: list[Node], leaves: list[Node]):
         buf = Buffer(device_name, root.dtype, root.numel, tmp_arrays[j]) if kind == "tmp" else leaf_buffers[j]
         if kind == "tmp" and backend is cpu:
             cpu.pool.recycle_when_dead(buf)  # its memory serves later results once it is garbage
-        if backend is not cpu and devices.graph_device(root) is None:
-            # a graph of constants only: its node is interned and may be shared with CPU graphs,
-            # so a GPU buffer must not be attached to it; the caller takes the buffer
+        if backend is not cpu and devices.graph_device(root) != "cuda":
+            # a graph that reads no GPU buffer (constants, 0-d CPU tensors): its node is interned and
+            # may be shared with CPU graphs, so a GPU buffer must not be attached to it; the caller
+            # takes the buffer
             detached = detached or {}
             detached[id(root)] = buf
         else:

@@ -45,12 +45,17 @@ and every intrinsic is on an explicit allow-list; anything else raises
 `NotImplementedError` before LLVM is involved, and the finished module's
 declarations are checked against `ALLOWED_INTRINSICS` once more.
 
-Math follows the GPU's fast paths, with argument reductions that keep the
-accuracy close to the CPU's: float32 exp is `ex2.approx` of a reduced
-argument scaled by 2**n, log2 is `lg2.approx`, sin is `sin.approx` after a
-Cody-Waite reduction to [-pi, pi]; float64 transcendentals use the
-pure-arithmetic polynomials of `llvm_math.py` (they need only `llvm.rint`
-and `llvm.fabs`, which lower on NVPTX).
+Math keeps the CPU backend's accuracy, so that a model gives the same numbers
+on both: float32 exp2 is the hardware's `ex2.approx` (2 ulp), float32 exp is
+`ex2.approx` of an argument reduced with an FMA and scaled by 2**n (a few
+ulp, where a plain ex2(x*log2 e) loses up to 5e-6 relative for large x).
+log2 and sin (both dtypes) and float64 exp use the pure-arithmetic
+polynomials of `llvm_math.py`, which need only `llvm.rint`/`llvm.fabs` (both
+lower on NVPTX). The hardware `lg2.approx` has an absolute error of 2**-22,
+i.e. a large relative error near 1 (log1p is built on log), and `sin.approx`
+is only accurate on [-pi, pi]; neither is used. (Note that NVPTX cannot
+select `llvm.exp`/`llvm.log` at all, nor f64 `llvm.exp2`/`llvm.log2`, and
+`llvm.sin` only with the `afn` flag: all absent from the allow-list.)
 """
 from __future__ import annotations
 
@@ -67,7 +72,7 @@ from llvmlite import ir
 
 from ...ir import dtypes
 from .. import llvm_math
-from ..program import INDEX, Instr, Program
+from ..program import INDEX, Program
 
 TRIPLE = "nvptx64-nvidia-cuda"
 DEFAULT_ARCH = "sm_80"
@@ -86,7 +91,7 @@ ALLOWED_INTRINSICS = frozenset({
     "llvm.nvvm.read.ptx.sreg.tid.x", "llvm.nvvm.read.ptx.sreg.ntid.x",
     "llvm.nvvm.read.ptx.sreg.ctaid.x", "llvm.nvvm.read.ptx.sreg.nctaid.x",
     "llvm.nvvm.barrier0", "llvm.nvvm.shfl.sync.down.f32",
-    "llvm.exp2.f32", "llvm.nvvm.lg2.approx.f", "llvm.sin.f32",   # llvm.sin only ever with `afn`
+    "llvm.exp2.f32",
     "llvm.sqrt.f32", "llvm.sqrt.f64", "llvm.trunc.f32", "llvm.trunc.f64",
     "llvm.rint.f32", "llvm.rint.f64", "llvm.fabs.f32", "llvm.fabs.f64",
     "llvm.fma.f32", "llvm.fma.f64",
@@ -108,7 +113,6 @@ ALU_SUPPORT = {
 DTYPES = {"bool": "bool", "int32": "int", "int64": "int", "float32": "float", "float64": "float"}
 
 LOG2E = math.log2(math.e)
-LN2 = math.log(2.0)
 
 
 class Strategy(enum.Enum):
@@ -311,9 +315,10 @@ class _Analysis:
                     stores = True
             if accs and stores or accs & reduced:
                 return None
-            ops = {instrs[j].arg for j in range(i + 1, end) if instrs[j].op == "update" and instrs[j].src[0] in accs}
-            if len(ops) > 1:
-                return None
+            for acc in accs:  # each accumulator is combined with the one op it is updated with
+                if len({instrs[j].arg for j in range(i + 1, end)
+                        if instrs[j].op == "update" and instrs[j].src[0] == acc}) != 1:
+                    return None
             reduced |= accs
             loops.append((nest, tuple(sorted(accs))))
         return loops or None
@@ -538,7 +543,7 @@ def choose_strategy(an: _Analysis, options: Options):
         return Strategy.THREAD, options.threads, 1
     block = _block_size(inner)
     target_blocks = options.sm_count * 8
-    if red is not None and outputs * 2 <= target_blocks and red.nest.size >= 16 * block:
+    if red is not None and len(loops) == 1 and outputs * 2 <= target_blocks and red.nest.size >= 16 * block:
         split = min(-(-red.nest.size // (8 * block)), -(-target_blocks // outputs))
         if split >= 2:
             return Strategy.SPLIT, block, split
@@ -619,6 +624,7 @@ class _Entry:
         self.loops: dict[int, tuple] = {}
         self.tid = self._sreg("tid")
         self.smem_index = 0
+        self.smem_arrays = {}
         self.current = -1          # index of the instruction being rendered
         self.shared_loops = {}     # BLOCK: open block-shared loops
         self.store_plan = {}       # PHASES: how each store of the rendered nest is made thread-safe
@@ -828,6 +834,12 @@ class _Entry:
 
     # ---- block-wide combination of per-thread partial values ----
     def shared_array(self, typ, count: int):
+        """A shared-memory array of `count` values of `typ`. Combines run one after another and end
+        with a barrier after everyone has read the result, so one array per type serves them all
+        (a kernel with many accumulators stays within the 48 KiB of static shared memory)."""
+        key = (str(typ), count)
+        if key in self.smem_arrays:
+            return self.smem_arrays[key]
         self.smem_index += 1
         arr_t = ir.ArrayType(typ, count)
         g = ir.GlobalVariable(self.m, arr_t, f"{self.fn.name}_smem{self.smem_index}",
@@ -836,6 +848,7 @@ class _Entry:
             g.linkage = "internal"
         g.initializer = ir.Constant(arr_t, None)
         g.align = 8
+        self.smem_arrays[key] = g
         return g
 
     def smem_ptr(self, arr, index):
@@ -1073,18 +1086,17 @@ class _Entry:
             return self._call(f"llvm.sqrt.{name}", t, [x])
         if op == "TRUNC":
             return self._call(f"llvm.trunc.{name}", t, [x])
+        if op == "LOG2":
+            return llvm_math.log2(b, x)
+        if op == "SIN":
+            return llvm_math.sin(b, x)      # float32 is reduced and evaluated in float64
         if t == F64:
-            # pure arithmetic (plus llvm.rint / llvm.fabs): f64 exp2/log2 intrinsics abort LLVM on NVPTX
-            fn = {"EXP": llvm_math.exp, "EXP2": llvm_math.exp2, "LOG2": llvm_math.log2, "SIN": llvm_math.sin}[op]
-            return fn(b, x)
+            # pure arithmetic (plus llvm.rint): f64 exp2/log2 intrinsics abort LLVM on NVPTX
+            return (llvm_math.exp if op == "EXP" else llvm_math.exp2)(b, x)
         if op == "EXP":
             return self.exp_f32(x)
         if op == "EXP2":
             return self._call("llvm.exp2.f32", F32, [x])
-        if op == "LOG2":
-            return self._call("llvm.nvvm.lg2.approx.f", F32, [x])
-        if op == "SIN":
-            return self.sin_f32(x)
         raise NotImplementedError(f"{op} on floating point")
 
     def exp_f32(self, x):
@@ -1103,21 +1115,6 @@ class _Entry:
         p = self._call("llvm.exp2.f32", F32, [f])
         out = m.scale(p, n)
         return b.select(b.fcmp_unordered("uno", x, x), x, out)
-
-    def sin_f32(self, x):
-        """sin.approx is accurate (abs. error ~2**-21) on [-pi, pi]: reduce there first by k*2pi in three
-        parts (Cody-Waite); the `afn` flag is what lets llvm.sin lower to sin.approx on NVPTX."""
-        b = self.b
-        m = llvm_math._Math(b, F32)
-        k = self._call("llvm.rint.f32", F32, [b.fmul(x, m.c(1.0 / (2.0 * math.pi)))])
-        two_pi = 2.0 * math.pi
-        c1 = float(dtypes.float32.np.type(two_pi))
-        c2 = float(dtypes.float32.np.type(two_pi - c1))
-        c3 = float(dtypes.float32.np.type(two_pi - c1 - c2))
-        r = self._call("llvm.fma.f32", F32, [b.fneg(k), m.c(c1), x])
-        r = self._call("llvm.fma.f32", F32, [b.fneg(k), m.c(c2), r])
-        r = self._call("llvm.fma.f32", F32, [b.fneg(k), m.c(c3), r])
-        return self._call("llvm.sin.f32", F32, [r], fastmath=("afn",))
 
     def int_op(self, op, dtype, *srcs):
         b = self.b

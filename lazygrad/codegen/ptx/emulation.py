@@ -8,8 +8,8 @@ host (the `Target` hook of the renderer): global and shared memory become
 ordinary memory, the special registers (`tid`, `ctaid`, ...) and the
 barrier and warp shuffle become calls back into Python, and every block is
 run as `threads_per_block` Python threads that really wait for each other at
-each barrier. Only the math differs (the host's libm instead of `ex2.approx`
-and friends), so results match the CPU backend to a few ulp.
+each barrier. Only `ex2.approx` differs (the host's exp2f stands in), so
+results match the CPU backend to a few ulp.
 
 It is slow (a ctypes callback per barrier and shuffle) and meant for small
 test inputs. Nothing here is used when running on a real GPU.
@@ -34,7 +34,6 @@ EMULATION = Target("emulation", 0, 0, rename=(
     ("llvm.nvvm.read.ptx.sreg.nctaid.x", "lazygrad_emu_nctaid"),
     ("llvm.nvvm.barrier0", "lazygrad_emu_barrier"),
     ("llvm.nvvm.shfl.sync.down.f32", "lazygrad_emu_shfl_down"),
-    ("llvm.nvvm.lg2.approx.f", "llvm.log2.f32"),
 ))
 
 _state = threading.local()   # per emulated GPU thread: tid, ctaid, and its block's shared objects
@@ -164,8 +163,9 @@ def _run_grid(fn, args, threads: int, blocks: int) -> None:
 
 
 def launch(kernel: EmulatedKernel, arrays: list, max_blocks: int = 3) -> int:
-    """Run a kernel over NumPy arrays (output first, as the runtime passes them); True if the kernel
-    flagged an out-of-range index (its error code, 0 for none). `max_blocks` caps the grid so that the grid-stride loops are exercised."""
+    """Run a kernel over NumPy arrays (output first, as the runtime passes them). Returns the kernel's
+    error code (0: no index was out of range). `max_blocks` caps the grid so that the grid-stride
+    loops are exercised."""
     program = kernel.program
     arrays = list(arrays)
     flag = None
