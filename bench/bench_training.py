@@ -11,7 +11,8 @@ zero_grad, forward, loss, backward, optimizer step. Sizes (batch x in -> out):
     large   x(8192, 1024) -> Linear(1024, 1024)
 
 Each library runs a few warm-up steps (lazygrad compiles its kernels there),
-then `repeats` timed blocks of steps; the median time per step is reported.
+then `repeats` timed blocks of steps, interleaved across the libraries; the
+median time per step is reported.
 PyTorch is optional: without it only lazygrad and NumPy are compared.
 """
 from __future__ import annotations
@@ -30,16 +31,11 @@ SIZES = {
 LR = 0.01
 
 
-def _median_step_seconds(step, steps_per_block: int, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
+def _block_seconds(step, steps_per_block: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps_per_block):
         step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps_per_block):
-            step()
-        times.append((time.perf_counter() - start) / steps_per_block)
-    return statistics.median(times)
+    return (time.perf_counter() - start) / steps_per_block
 
 
 def lazygrad_step(x_np, y_np, w_np, b_np):
@@ -120,15 +116,24 @@ def run(sizes, repeats: int, check: bool = True) -> list[dict]:
         warmup = 3 if work > 1e8 else 10
         row = {"size": name, "shape": f"x({batch},{n_in})->Linear({n_in},{n_out})"}
         finals = {}
-        builders = [("lazygrad", lazygrad_step), ("numpy", numpy_step)]
+        builders = {"lazygrad": lazygrad_step, "numpy": numpy_step}
         if torch_version is not None:
-            builders.insert(1, ("torch", torch_step))
-        for lib, build in builders:
-            step, weights = build(x, y, w, b)
-            row[lib] = _median_step_seconds(step, steps, repeats, warmup)
+            builders["torch"] = torch_step
+        steppers = {}
+        for lib, build in builders.items():
+            steppers[lib] = build(x, y, w, b)
+            for _ in range(warmup):          # lazygrad compiles its kernels here
+                steppers[lib][0]()
+        # timed blocks interleaved across libraries, so that a busy machine slows all of them alike
+        times = {lib: [] for lib in builders}
+        for _ in range(repeats):
+            for lib, (step, _) in steppers.items():
+                times[lib].append(_block_seconds(step, steps))
+        for lib, (_, weights) in steppers.items():
+            row[lib] = statistics.median(times[lib])
             finals[lib] = np.asarray(weights())
         if check and "torch" in finals:
-            # same steps from the same start: the weights must agree (same number of steps were run)
+            # the same number of steps from the same start: the weights must agree
             np.testing.assert_allclose(finals["lazygrad"], finals["torch"], rtol=1e-3, atol=1e-4)
         rows.append(row)
     return rows

@@ -236,7 +236,7 @@ def elementwise(n: int, batch: int, batches: int, ceiling: float | None):
     print(f"host-side cost incl. GPU, 20 calls: {(time.perf_counter() - t0) / 20 * 1e3:.3f} ms per call")
     ms = median_ms_lazygrad(LazyBatch(chain), batch, batches)
     report("exp(relu(a*b+c)*0.5): lazygrad (1 kernel)", 16 * n, ms, ceiling)
-    del a, b, c
+    a = b = c = None  # free the GPU memory before PyTorch's turn
     torch = _torch()
     if torch is None:
         return
@@ -245,7 +245,7 @@ def elementwise(n: int, batch: int, batches: int, ceiling: float | None):
     fn()
     ms = median_ms_torch(fn, batch, batches)
     report("exp(relu(a*b+c)*0.5): torch eager", 16 * n, ms, ceiling)
-    del ta, tb, tc
+    ta = tb = tc = None
     torch.cuda.empty_cache()
 
 
@@ -272,7 +272,7 @@ def softmax(rows: int, cols: int, batch: int, batches: int, ceiling: float | Non
     _show_kernels()
     ms = median_ms_lazygrad(LazyBatch(run), batch, batches)
     report(f"softmax rows ({rows}x{cols}): lazygrad", 8 * rows * cols, ms, ceiling)
-    del x
+    x = None  # free the GPU memory before PyTorch's turn
     torch = _torch()
     if torch is None:
         return
@@ -281,7 +281,7 @@ def softmax(rows: int, cols: int, batch: int, batches: int, ceiling: float | Non
     fn()
     ms = median_ms_torch(fn, batch, batches)
     report(f"softmax rows ({rows}x{cols}): torch", 8 * rows * cols, ms, ceiling)
-    del tx
+    tx = None
     torch.cuda.empty_cache()
 
 

@@ -140,7 +140,7 @@ def plan_device(roots, hint: str | None = None) -> str:
     return d
 
 
-def cuda_buffer(node, host: "np.ndarray | None" = None):
+def cuda_buffer(node):
     """A Buffer on the GPU holding `node`'s value (computed there when the graph reads no CPU data)."""
     from .ir.node import Buffer
     from .runtime import cuda as cuda_runtime
@@ -148,20 +148,18 @@ def cuda_buffer(node, host: "np.ndarray | None" = None):
     from . import cuda
     cuda.require("to")
     state.cuda_used = True
-    if host is None:
-        if node.realized is not None and node.realized.device == "cuda":
-            return node.realized
-        if node.op.name == "BUFFER" and node.arg.device == "cuda":
-            return node.arg
-        where = graph_device(node)
-        if where == "cuda" or (where is None and node.realized is None):
-            # computed on the GPU: a graph of GPU tensors, or of constants only (a fill kernel)
-            detached = realize_mod.realize([node], device="cuda") or {}
-            buf = node.realized if node.realized is not None else detached.get(id(node))
-            if buf is not None and buf.device == "cuda":
-                return buf
-        host = cpu_array(node)
-    data = cuda_runtime.DeviceArray.from_host(host)
+    if node.realized is not None and node.realized.device == "cuda":
+        return node.realized
+    if node.op.name == "BUFFER" and node.arg.device == "cuda":
+        return node.arg
+    where = graph_device(node)
+    if where == "cuda" or (where is None and node.realized is None):
+        # computed on the GPU: a graph of GPU tensors, or of constants only (a fill kernel)
+        detached = realize_mod.realize([node], device="cuda") or {}
+        buf = node.realized if node.realized is not None else detached.get(id(node))
+        if buf is not None and buf.device == "cuda":
+            return buf
+    data = cuda_runtime.DeviceArray.from_host(cpu_array(node))  # CPU data: copied over
     return Buffer("cuda", node.dtype, node.numel, data)
 
 

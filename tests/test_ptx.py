@@ -76,8 +76,9 @@ def catalogue():
     for src in ALL_DTYPES:
         for dst in ALL_DTYPES:
             if src != dst:
-                add(f"cast_{np.dtype(src).name}_{np.dtype(dst).name}", data((8, 33), src).to(dtypes.from_numpy(np.dtype(dst))))
-    # movement: permute, flip, slices with steps, padding-like concatenation, broadcasting
+                target = dtypes.from_numpy(np.dtype(dst))
+                add(f"cast_{np.dtype(src).name}_{np.dtype(dst).name}", data((8, 33), src).to(target))
+    # movement: permute, flip, slices with steps, broadcasting
     x = data((6, 10), np.float32)
     add("permute", x.T * 1.0)
     add("flip_slice", x.flip(0)[1:5, ::3] + 1.0)
@@ -89,15 +90,18 @@ def catalogue():
                   "colsum": lambda t: t.sum(0)}
     for dt, combos in ((np.float32, [(r, k) for r in ("rowsum", "rowmax", "fullsum") for k in strategies]
                         + [("colsum", "auto")]),
-                       (np.float64, [("rowsum", "auto"), ("rowsum", "block"), ("rowmax", "split"), ("fullsum", "auto")]),
+                       (np.float64, [("rowsum", "auto"), ("rowsum", "block"), ("rowmax", "split"),
+                                     ("fullsum", "auto")]),
                        (np.int32, [("rowsum", "auto"), ("rowmax", "block")]),
-                       (np.int64, [("rowsum", "block"), ("rowmax", "split"), ("fullsum", "auto"), ("colsum", "auto")])):
+                       (np.int64, [("rowsum", "block"), ("rowmax", "split"), ("fullsum", "auto"),
+                                   ("colsum", "auto")])):
         big = data((4, 600), dt)
         for red, kind in combos:
             add(f"{red}_{np.dtype(dt).name}_{kind}", reductions[red](big), strategies[kind])
-    add("any_bool", data((4, 600), np.bool_).any(1) if hasattr(lg.Tensor, "any") else data((4, 600), np.bool_).sum(1))
-    add("softmax", (lambda t: (t - t.amax(1, keepdim=True)).exp() / (t - t.amax(1, keepdim=True)).exp().sum(1, keepdim=True))(
-        data((16, 300), np.float32)))
+    add("any_bool", data((4, 600), np.bool_).any(1))
+    import lazygrad.nn.functional as F
+    add("softmax", F.softmax(data((16, 300), np.float32), dim=1))
+    add("softmax_unfused", (lambda e: e / e.sum(1, keepdim=True))(data((16, 300), np.float32).exp()))
     add("matmul", data((12, 40), np.float32) @ data((40, 24), np.float32))
     add("matmul_f64", data((3, 300), np.float64) @ data((300, 2), np.float64))
     # indexing: gather / index_select (bounds-checked), scatter / scatter_add (atomics)
@@ -109,7 +113,8 @@ def catalogue():
         add(f"index_select_{n}", base.index_select(1, lg.tensor([6, 0, 2])))
         add(f"scatter_{n}", base.scatter(0, idx, data((3, 7), dt)))
         add(f"scatter_add_{n}", base.scatter_add(0, idx, data((3, 7), dt)))
-    add("scatter_bool", data((5, 7), np.bool_).scatter(0, lg.tensor(RNG.integers(0, 5, (3, 7))), data((3, 7), np.bool_)))
+    idx = lg.tensor(RNG.integers(0, 5, (3, 7)))
+    add("scatter_bool", data((5, 7), np.bool_).scatter(0, idx, data((3, 7), np.bool_)))
     return out
 
 

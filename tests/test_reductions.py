@@ -191,7 +191,8 @@ def test_empty_reductions():
 
 # ---- reductions read back through a broadcast (hoisted in the kernel) ----
 
-@pytest.mark.parametrize("shape,dim", [((4, 5), 1), ((4, 5), 0), ((3, 40, 7), 1), ((3, 4, 70), -1), ((1, 9), 1)])
+@pytest.mark.parametrize("shape,dim", [((4, 5), 1), ((4, 5), 0), ((3, 40, 7), 1), ((3, 4, 70), -1), ((1, 9), 1),
+                                       ((9, 1100), 0), ((3, 6, 530), 1), ((20, 64), 0)])
 def test_subtract_max_and_softmax(shape, dim):
     a = rand(*shape) * 5
     t = lg.from_numpy(a)
@@ -220,6 +221,11 @@ def test_logsumexp_and_variance():
     assert_close(got, expected, rtol=1e-5, atol=1e-5)
     assert_close(t.var(1), a.var(1, ddof=1), rtol=1e-4, atol=1e-4)
     assert_close(t.std(0), a.std(0, ddof=1), rtol=1e-4, atol=1e-4)
+    b = rand(30, 600) * 3
+    tb = lg.from_numpy(b)
+    assert len(tb.var(0).schedule()) == 1  # the mean and the sum of squares: two phases of one kernel
+    assert_close(tb.var(0), b.var(0, ddof=1), rtol=1e-4, atol=1e-4)
+    assert_close(tb.var(0, keepdim=True), b.var(0, ddof=1, keepdims=True), rtol=1e-4, atol=1e-4)
 
 
 def test_softmax_of_large_values_is_stable():

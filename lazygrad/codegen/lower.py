@@ -84,7 +84,7 @@ from __future__ import annotations
 import math
 
 from ..ir import dtypes
-from ..ir.node import Node, toposort
+from ..ir.node import Node
 from ..ir.ops import Op, ELEMENTWISE, MOVEMENT, REDUCE
 from . import symbolic
 from .program import INDEX, Instr, Program, lowest_of, zero_of
@@ -232,8 +232,22 @@ class Lowerer:
         self.block_hook = None             # called inside a register block's loops (see lower_upcast)
         self.work = 0
         # the reductions computed inside this kernel, sources before consumers
-        self.reduces = [n for n in toposort([kernel.output])
-                        if n.op in REDUCE and id(n) not in self.param_of]
+        self.reduces = [n for n in self.kernel_order() if n.op in REDUCE]
+
+    def kernel_order(self) -> list:
+        """The nodes computed in this kernel, each after its sources (the walk stops at inputs)."""
+        order, seen, stack = [], set(), [(self.kernel.output, False)]
+        while stack:
+            n, done = stack.pop()
+            if done:
+                order.append(n)
+                continue
+            if id(n) in seen or id(n) in self.param_of:
+                continue
+            seen.add(id(n))
+            stack.append((n, True))
+            stack.extend((s, False) for s in reversed(n.src))
+        return order
 
     # ---- loops ----
     def new_var(self, prefix: str, size: int) -> tuple[str, symbolic.Expr]:
@@ -814,7 +828,8 @@ class Lowerer:
         # pays when the source walks memory with a stride along the reduced axis but not along m
         ridx = found[id(first)]
         plain_idx = tuple(k_vars.get(a, x) if a in reduced else x for a, x in enumerate(ridx))
-        e[m_axis] = symbolic.var("?s", out.shape[m_axis]) + symbolic.var("?u", STREAM_CHUNK)
+        width = min(out.shape[m_axis], STREAM_CHUNK)  # as lower_stream places its chunks
+        e[m_axis] = symbolic.var("?s", out.shape[m_axis] - width + 1) + symbolic.var("?u", width)
         moved = self.reduction_indices(tuple(e), k_vars)
         if moved is None:
             return None

@@ -29,13 +29,27 @@ reductions (all over the same axes of the same shape). The rules, in order:
    kernel's "signature"); a reduction that fits no kernel is its own kernel,
    for instance when it feeds a reduction over other axes.
 4. Scatters are always kernel outputs (they write at computed places).
+5. An exception to rule 2: an elementwise result read many times through a
+   broadcast (the `a` of a matmul `(a[:, :, None] * b[None]).sum(1)` is read
+   once per output column) is written to memory when recomputing it is
+   expensive (a transcendental op, or many ops) and would happen often: a
+   softmax feeding a matmul is two kernels, not an exp per multiply-add.
+   Results computed from a reduction are left to rule 3.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from .node import Node, toposort
-from .ops import Op, ELEMENTWISE, REDUCE
+from .ops import Op, ELEMENTWISE, MOVEMENT, REDUCE
+
+# Rule 5: an elementwise result read RECOMPUTE_FACTOR or more times through a broadcast,
+# saving at least RECOMPUTE_ELEMENTS recomputations, is written to memory when it has one of
+# these ops or RECOMPUTE_OPS ops in all.
+TRANSCENDENTAL = frozenset({Op.EXP2, Op.LOG2, Op.SIN, Op.SQRT, Op.RECIP, Op.IDIV, Op.MOD})
+RECOMPUTE_FACTOR = 4
+RECOMPUTE_ELEMENTS = 1 << 16
+RECOMPUTE_OPS = 8
 
 
 @dataclass(eq=False)
@@ -142,9 +156,46 @@ def find_kernel_outputs(roots: list[Node]) -> set[int]:
                 return False
         return True
 
+    def read_through_broadcast(n: Node) -> int:
+        """How many times each element of n is read through the EXPANDs above it (1: no broadcast)."""
+        best, stack = 1, [(c, 1) for c in consumers[id(n)]]
+        while stack:
+            c, factor = stack.pop()
+            if c.op not in MOVEMENT or id(c) in outputs:
+                best = max(best, factor)
+                continue
+            if c.op is Op.EXPAND:
+                factor *= c.numel // max(1, c.src[0].numel)
+            stack.extend((d, factor) for d in consumers[id(c)])
+        return best
+
+    def expensive_to_recompute(n: Node) -> bool:
+        """Rule 5: n's elementwise graph has a transcendental op or many ops, and n is not a
+        function of a reduced value (one reached without an EXPAND between: rule 3's business)."""
+        ops, transcendental, seen, stack = 0, False, set(), [(n, False)]
+        while stack:
+            x, expanded_on_the_way = stack.pop()
+            if (id(x), expanded_on_the_way) in seen or x.is_leaf:
+                continue
+            seen.add((id(x), expanded_on_the_way))
+            if x.op in REDUCE or x.op is Op.SCATTER:
+                if not expanded_on_the_way:
+                    return False
+                continue  # a reduction broadcast into n: computed once per row, not counted
+            if x.op not in MOVEMENT:
+                ops += 1
+                transcendental |= x.op in TRANSCENDENTAL
+            stack.extend((s, expanded_on_the_way or x.op is Op.EXPAND) for s in x.src)
+        return transcendental or ops >= RECOMPUTE_OPS
+
     for n in reversed(order):
         if n.is_leaf:
             continue
+        if n.op in ELEMENTWISE and id(n) not in outputs:
+            factor = read_through_broadcast(n)
+            if factor >= RECOMPUTE_FACTOR and (factor - 1) * n.numel >= RECOMPUTE_ELEMENTS \
+                    and expensive_to_recompute(n):
+                outputs.add(id(n))
         if id(n) in outputs or n.op is Op.SCATTER:
             outputs.add(id(n))
             kernels[id(n)] = frozenset({id(n)})

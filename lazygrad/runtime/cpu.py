@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import itertools
 import os
 import sys
 import threading
@@ -25,6 +26,8 @@ from ..codegen.program import Program
 # Work (elements x ops) below which a kernel runs on the calling thread: waking
 # pool threads costs more than it saves (see TOOLCHAIN.md).
 PARALLEL_WORK_THRESHOLD = 1 << 21
+# Pieces of the outer loop per worker thread (see `launch`).
+PIECES_PER_WORKER = 4
 
 
 class CompiledKernel:
@@ -167,7 +170,7 @@ pool = BufferPool()
 
 
 def launch(kernel: CompiledKernel, arrays: list, program: Program | None = None) -> list:
-    """Run a kernel over its whole outermost loop. Returns the error flags (one per slice).
+    """Run a kernel over its whole outermost loop. Returns the error flags (one per worker thread).
 
     `program` must be the caller's own Program: two programs that differ only in the
     trip count of their outermost loop (passed as start/end) share one compiled kernel,
@@ -179,16 +182,17 @@ def launch(kernel: CompiledKernel, arrays: list, program: Program | None = None)
     pointers += [None] * (len(program.params) - len(pointers))  # scratch parameters, set below
     error_param = program.error_param
     threads = num_threads()
-    if program.work < PARALLEL_WORK_THRESHOLD or threads == 1 or size < 2:
-        slices = [(0, size)]
-    else:
-        count = min(threads, size)
-        bounds = [size * k // count for k in range(count + 1)]
-        slices = [(bounds[k], bounds[k + 1]) for k in range(count)]
+    parallel = program.work >= PARALLEL_WORK_THRESHOLD and threads > 1 and size >= 2
+    workers = min(threads, size) if parallel else 1
+    # Cut the outer loop into more pieces than workers, handed out as workers finish: one that was
+    # descheduled, or that got the slower rows, is not waited for while the others sit idle.
+    pieces = min(size, workers * PIECES_PER_WORKER) if workers > 1 else 1
+    bounds = [size * k // pieces for k in range(pieces + 1)]
+    next_piece = itertools.count()  # its next() is atomic under the GIL
     flags = []
-    calls = []
-    scratch = []  # each slice (thread) gets its own scratch buffers, back to the pool afterwards
-    for start, end in slices:
+    scratch = []  # each worker gets its own scratch buffers, back to the pool afterwards
+    worker_args = []
+    for _ in range(workers):
         args = list(pointers)
         if error_param is not None:
             flag = np.zeros(1, dtype=np.int64)
@@ -198,16 +202,19 @@ def launch(kernel: CompiledKernel, arrays: list, program: Program | None = None)
             arr = pool.take(program.params[param][0].np, max(numel, 1))
             scratch.append(arr)
             args[param] = arr.ctypes.data
-        calls.append((args, start, end))
+        worker_args.append(args)
+
+    def work(args):
+        while (k := next(next_piece)) < pieces:
+            kernel.fn(*args, bounds[k], bounds[k + 1])
+
     stats.bump("kernels_launched")
     try:
-        if len(calls) == 1:
-            args, start, end = calls[0]
-            kernel.fn(*args, start, end)
+        if workers == 1:
+            kernel.fn(*worker_args[0], 0, size)
         else:
-            futures = [thread_pool().submit(kernel.fn, *args, start, end) for args, start, end in calls[1:]]
-            args, start, end = calls[0]
-            kernel.fn(*args, start, end)
+            futures = [thread_pool().submit(work, args) for args in worker_args[1:]]
+            work(worker_args[0])
             for f in futures:
                 f.result()
     finally:

@@ -203,6 +203,10 @@ def g_float_unary(b: Builder):
         return None
     _, keep_exact, keep_finite = FLOAT_UNARY[name]
     out = Val(v.shape, FLOAT, v.exact and keep_exact, v.finite and keep_finite)
+    if name in ("sin", "cos", "tan") and not v.finite:
+        # |x| > 1e15 is a known bug (tests/test_hostile.py::test_sin_cos_of_huge_arguments, xfail):
+        # clamp first, which keeps nan and turns +-inf into +-1e4
+        i = b.add_op("clamp", [i], [-1e4, 1e4], Val(v.shape, FLOAT, v.exact, False))
     if b.grad and name == "exp":
         # keep exp's argument moderate: exp(tanh(x) * 3)
         j = b.add_op("tanh", [i], [], Val(v.shape, FLOAT, False, True))
