@@ -91,9 +91,10 @@ def mask_positions(mask):
     n = flat.numel()
     count = int(flat.sum().item())
     if count == 0 or n == 0:
-        return zeros(0, dtype=dtypes.int64)
+        return zeros(0, dtype=dtypes.int64, device=mask.device)
     slots = where(flat, running_count(flat) - 1, count)       # int64, in [0, count]
-    positions = zeros(count + 1, dtype=dtypes.int64).scatter(0, slots, arange(n))
+    positions = zeros(count + 1, dtype=dtypes.int64, device=mask.device).scatter(0, slots,
+                                                                                arange(n, device=mask.device))
     return positions[:count]
 
 

@@ -292,8 +292,6 @@ def test_indexing_and_losses(gpu):
     check(cpu, out, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.xfail(raises=RuntimeError, reason="nn.functional._class_mask builds arange(num_classes) on the CPU "
-                                               "(it should follow the input's device)")
 def test_cross_entropy(gpu):
     import lazygrad.nn.functional as F
     a = RNG.standard_normal((5, 4)).astype(np.float32)
@@ -302,8 +300,6 @@ def test_cross_entropy(gpu):
     check(cpu, out, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.xfail(raises=RuntimeError, reason="advanced_indexing.mask_positions builds arange(n) on the CPU "
-                                               "(it should follow the mask's device)")
 def test_boolean_mask_indexing(gpu):
     a = RNG.standard_normal((5, 4)).astype(np.float32)
     cpu, out = both(lambda t: t[t > 0.5], a)

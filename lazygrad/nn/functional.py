@@ -121,7 +121,7 @@ def l1_loss(input: Tensor, target, size_average=None, reduce=None, reduction: st
 def _class_mask(target: Tensor, num_classes: int, class_dim: int, ndim: int) -> Tensor:
     """one_hot(target) as a bool mask shaped like the input: (arange(C) == target) along class_dim."""
     from ..creation import arange
-    classes = arange(num_classes).reshape(tuple(num_classes if i == class_dim else 1 for i in range(ndim)))
+    classes = arange(num_classes, device=target.device).reshape(tuple(num_classes if i == class_dim else 1 for i in range(ndim)))
     return target.unsqueeze(class_dim) == classes
 
 
