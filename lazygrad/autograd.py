@@ -11,6 +11,8 @@ module only connects tensors to it.
   the backward pass fuse with what is left of the forward pass.
 * `grad()` returns the gradients as lazy tensors: nothing runs until they are
   used, so their graph can be inspected or scheduled first.
+* Repeated backward passes over graphs of the same structure (a training
+  loop) skip the gradient derivation: see "the backward plan cache" below.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import weakref
 
 import numpy as np
 
+from . import stats
 from .ir import autodiff
 from .ir import node as N
 from .ir.node import Buffer
@@ -125,6 +128,14 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     targets = _grad_targets(inputs)
     if not targets:
         return
+    cache_key = order = None
+    if not create_graph and _cache_usable():
+        cache_key, order = _backward_key(outputs, seeds, targets)
+        cached = _backward_plans.get(cache_key)
+        if cached is not None:   # a graph of this structure was differentiated before: run its plan
+            stats.bump("schedule_cache_hits")
+            cached.run(order, outputs, targets)
+            return
     grads = autodiff.gradients([o._node for o in outputs], seeds, [t._node for t in targets])
 
     results = []
@@ -150,12 +161,110 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     # plain buffer, so that the graph does not grow from step to step.
     lazy_leaves = [t for t, g in zip(targets, grads)
                    if g is not None and t._is_leaf and t._node.op is not Op.BUFFER]
+    if cache_key is not None and not lazy_leaves:
+        plan = _BackwardPlan.record(order, outputs, targets, [g is not None for g in grads])
+        if plan is not None:
+            _backward_plans[cache_key] = plan
+            plan.run(order, outputs, targets)
+            return
     handles = [Tensor._from_node(t._node) for t in lazy_leaves]
     # the outputs too: a training loop reads the loss next, and it shares work with the gradients
     losses = [Tensor._from_node(o._node) for o in outputs if o._node.realized is None]
     realize(*losses, *handles, *results)
     for leaf, handle in zip(lazy_leaves, handles):
         leaf._node = handle._node
+
+
+# ---- the backward plan cache ----
+#
+# A training loop calls backward() at every step on a graph of the same
+# structure: the same operations on new buffers. For a small model, deriving
+# the gradient graph again (autodiff) and walking it to find its cached plan
+# take longer than running the kernels. So backward() remembers, per structure
+# of the forward graph, the plan that computed the loss and the gradients, and
+# where that plan's input buffers sit in the forward graph. When a forward
+# graph of a known structure comes back, that plan runs directly on its
+# buffers and no gradient graph is built at all.
+#
+# Why this is safe: the gradient graph is a function of the forward graph's
+# structure alone (each derivative rule looks at ops, args, dtypes and shapes,
+# never at buffer contents). The key therefore holds that structure, walked
+# through realized nodes (gradients flow through them), together with where
+# each tensor requiring grad and each existing .grad (added to) sits in it.
+
+_backward_plans: dict = {}
+
+
+def _cache_usable() -> bool:
+    """The cache is used on the CPU, when nobody watches realisations (inspector, LAZYGRAD_DEBUG)."""
+    from . import devices
+    from .runtime import realize as _realize
+    return not devices.state.cuda_used and not _realize.observers and _realize.debug_level() == 0
+
+
+def _backward_key(outputs, seeds, targets):
+    """The cache key of a backward() call, and the walked nodes (in the order the key numbers them)."""
+    from .runtime import realize as _realize
+    walked = [o._node for o in outputs] + seeds + [t._node for t in targets]
+    walked += [t.grad._node for t in targets if t.grad is not None]
+    key, _, order = _realize._structure(walked, through=True)
+    return (key, tuple(t.grad is not None for t in targets)), order
+
+
+class _BackwardPlan:
+    """What one backward() of a given structure ran, ready to run again on new buffers.
+
+    plan            the realize Plan computing the (unrealized) losses and every gradient
+    leaf_positions  for each input buffer of the plan, the place of its node in the walk (`order`)
+    root_meta       (dtype, numel) of each of the plan's roots
+    output_roots    per output: the index of its root, or None (already computed)
+    grad_roots      per target: the index of the root holding its new .grad, or None (no gradient)
+    """
+
+    def __init__(self, plan, leaf_positions, root_meta, output_roots, grad_roots):
+        self.plan = plan
+        self.leaf_positions = leaf_positions
+        self.root_meta = root_meta
+        self.output_roots = output_roots
+        self.grad_roots = grad_roots
+
+    @classmethod
+    def record(cls, order, outputs, targets, reached):
+        """The plan for this backward(), once the gradient graphs are in the .grad of the targets
+        that a gradient `reached`; None when this call cannot be replayed (a gradient that no
+        kernel computes, or that reads a buffer made on the way)."""
+        from .runtime import realize as _realize
+        grads = [t.grad._node if hit else None for t, hit in zip(targets, reached)]
+        nodes = [o._node for o in outputs] + [g for g in grads if g is not None]
+        roots = [n for n in dict.fromkeys(nodes) if n.realized is None and n.op is not Op.BUFFER]
+        index = {id(n): i for i, n in enumerate(roots)}
+        if not roots or any(g is not None and id(g) not in index for g in grads):
+            return None
+        position = {id(n): i for i, n in enumerate(order)}
+        plan, leaves = _realize.plan_for(roots)
+        if any(id(leaf) not in position for leaf in leaves):
+            return None
+        return cls(plan, [position[id(leaf)] for leaf in leaves], [(n.dtype, n.numel) for n in roots],
+                   [index.get(id(o._node)) for o in outputs],
+                   [None if g is None else index[id(g)] for g in grads])
+
+    def run(self, order, outputs, targets) -> None:
+        """Run the plan on the buffers of a graph walked into `order`; fill the losses and the .grads."""
+        from .runtime import realize as _realize
+        from .tensor import Tensor
+        leaves = [order[p] for p in self.leaf_positions]
+        buffers, _ = _realize.execute(self.plan, leaves, self.root_meta)
+        for out, r in zip(outputs, self.output_roots):
+            if r is not None:
+                out._node.realized = buffers[r]
+        for target, r in zip(targets, self.grad_roots):
+            if r is None:
+                continue     # no gradient reaches this tensor: its .grad stays as it is
+            node = N.buffer(buffers[r], target._node.shape)
+            if target.grad is None:
+                target.grad = Tensor._from_node(node)
+            else:            # the same .grad tensor now holds old + new (the plan added them)
+                target.grad._node = node
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=None,

@@ -19,10 +19,39 @@ each Tensor carries the strides PyTorch would give it (`Tensor._strides`,
 * `contiguous()` returns contiguous strides.
 
 These strides are bookkeeping only: they never change what a kernel computes.
+
+They are also computed lazily. Almost nobody looks at them (only `stride()`,
+`view()`, `is_contiguous()` and in-place ops on expanded views do), while a
+training step makes dozens of tensors. So where strides are not simply
+"contiguous", a tensor first records how to compute them (a `Deferred`:
+the function below and the shapes and strides of its inputs at the time the
+tensor was made), and `resolve()` computes them on first use.
 """
 from __future__ import annotations
 
 import math
+
+
+class Deferred:
+    """Strides not computed yet: `fn(*args)` computes them (None or a tuple), once."""
+
+    __slots__ = ("fn", "args", "result")
+
+    def __init__(self, fn, *args):
+        self.fn = fn
+        self.args = args      # shapes and strides (each possibly Deferred too), never tensors
+        self.result = self    # "not computed yet" (None is a valid result: contiguous)
+
+    def value(self):
+        if self.result is self:
+            self.result = self.fn(*self.args)
+            self.fn = self.args = None   # the inputs' layouts are no longer needed
+        return self.result
+
+
+def resolve(layout):
+    """The strides a `Tensor._strides` value stands for: None (contiguous), a tuple, or a Deferred's value."""
+    return layout.value() if layout.__class__ is Deferred else layout
 
 
 def contiguous_strides(shape) -> tuple:
@@ -36,7 +65,13 @@ def contiguous_strides(shape) -> tuple:
 
 def strides_of(t) -> tuple:
     """The PyTorch-visible strides of a Tensor."""
-    return t._strides if t._strides is not None else contiguous_strides(t.shape)
+    return _full(tuple(t.shape), t._strides)
+
+
+def _full(shape, layout) -> tuple:
+    """The strides for `layout` (None, a tuple or a Deferred) of a tensor of `shape`."""
+    strides = resolve(layout)
+    return strides if strides is not None else contiguous_strides(shape)
 
 
 def is_contiguous(shape, strides) -> bool:
@@ -129,55 +164,63 @@ def check_view(t, new_shape) -> None:
 
 # ---- results of operations -----------------------------------------------
 
-def after_movement(t, op_name: str, arg, out_shape):
-    """Strides (or None for contiguous) of a movement op's result, given its input tensor `t`."""
-    old = strides_of(t)
+# The functions below get the input's shape and `layout` (its `Tensor._strides`:
+# None for contiguous, a tuple, or a Deferred) rather than the tensor itself,
+# so that they can run later, when someone asks (see `Deferred`).
+
+def after_movement(shape, layout, op_name: str, arg, out_shape):
+    """Strides (or None for contiguous) of a movement op's result, given its input's shape and layout."""
+    if layout is None and op_name in ("RESHAPE", "PAD"):
+        return None
+    old = _full(shape, layout)
     if op_name == "PERMUTE":
         return _normalized(out_shape, [old[a] for a in arg])
     if op_name == "EXPAND":
         return _normalized(out_shape, [0 if (have == 1 and want != 1) else s
-                                       for s, have, want in zip(old, t.shape, out_shape)])
+                                       for s, have, want in zip(old, shape, out_shape)])
     if op_name == "SHRINK":
         return _normalized(out_shape, [s * step for s, (_, _, step) in zip(old, arg)])
     if op_name == "RESHAPE":
-        if t._strides is None:
+        if resolve(layout) is None:
             return None
-        viewed = view_strides(t.shape, old, out_shape)
+        viewed = view_strides(shape, old, out_shape)
         return None if viewed is None else _normalized(out_shape, viewed)  # reshape copies when view can't
     if op_name == "FLIP":  # a new tensor laid out like its input (TensorIterator)
-        return elementwise(out_shape, [(tuple(t.shape), old)])
+        return elementwise(out_shape, [(tuple(shape), old)])
     return None  # PAD and anything else: a fresh contiguous tensor
 
 
-def unsqueezed(t, dim: int):
+def unsqueezed(shape, layout, dim: int):
     """PyTorch's unsqueeze: the new dim's stride is size*stride of the dim it is inserted before."""
-    if t._strides is None:
+    strides = resolve(layout)
+    if strides is None:
         return None
-    shape, old = list(t.shape), list(t._strides)
+    shape, old = list(shape), list(strides)
     new = 1 if dim >= len(shape) else shape[dim] * old[dim]
     shape.insert(dim, 1)
     old.insert(dim, new)
     return _normalized(shape, old)
 
 
-def squeezed(t, axes) -> tuple | None:
+def squeezed(shape, layout, axes) -> tuple | None:
     """PyTorch's squeeze: drop the listed size-1 dims and their strides."""
-    if t._strides is None:
+    strides = resolve(layout)
+    if strides is None:
         return None
-    keep = [i for i, s in enumerate(t.shape) if not (i in axes and s == 1)]
-    return _normalized([t.shape[i] for i in keep], [t._strides[i] for i in keep])
+    keep = [i for i, s in enumerate(shape) if not (i in axes and s == 1)]
+    return _normalized([shape[i] for i in keep], [strides[i] for i in keep])
 
 
-def expanded(t, sizes):
+def expanded(shape, layout, sizes):
     """PyTorch's inferExpandGeometry: new leading dims and broadcast dims get stride 0."""
-    if t._strides is None and tuple(sizes) == tuple(t.shape):
+    if layout is None and tuple(sizes) == tuple(shape):
         return None
-    old = strides_of(t)
-    ndim, tdim = len(sizes), t.ndim
+    old = _full(shape, layout)
+    ndim, tdim = len(sizes), len(shape)
     out = [0] * ndim
     for i in range(ndim - 1, -1, -1):
         d = tdim - ndim + i
-        size = t.shape[d] if d >= 0 else 1
+        size = shape[d] if d >= 0 else 1
         stride = old[d] if d >= 0 else (sizes[i + 1] * out[i + 1] if i + 1 < ndim else 1)
         if size != sizes[i]:
             stride = 0
@@ -185,19 +228,20 @@ def expanded(t, sizes):
     return _normalized(sizes, out)
 
 
-def preserved(t):
+def preserved(shape, layout):
     """`clone()` / `.to()` keep the layout of a dense input (memory_format=torch.preserve_format)."""
-    if t._strides is None:
+    strides = resolve(layout)
+    if strides is None:
         return None
-    if is_non_overlapping_and_dense(t.shape, t._strides):
-        return t._strides
-    return elementwise(tuple(t.shape), [(tuple(t.shape), t._strides)])
+    if is_non_overlapping_and_dense(shape, strides):
+        return strides
+    return elementwise(tuple(shape), [(tuple(shape), strides)])
 
 
 def elementwise(out_shape, operands):
     """The output strides PyTorch's TensorIterator picks for an elementwise op.
 
-    `operands` are the (shape, strides) of the tensor inputs in argument order.
+    `operands` are the (shape, layout) of the tensor inputs in argument order.
     The output copies the layout of its inputs: its dims are ordered by the
     inputs' strides (the first input that can tell two dims apart decides;
     broadcast dims cannot tell), and it is dense in that order.
@@ -206,6 +250,7 @@ def elementwise(out_shape, operands):
     ndim = len(out_shape)
     if ndim == 0:
         return None
+    operands = [(shape, _full(shape, layout)) for shape, layout in operands]
     # PyTorch's fast path: inputs of the output's shape, all laid out alike
     if operands and all(tuple(shape) == out_shape for shape, _ in operands):
         if all(is_contiguous(out_shape, st) for _, st in operands):

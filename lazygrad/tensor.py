@@ -145,7 +145,7 @@ class Tensor:
     """A lazily evaluated n-dimensional array with PyTorch's interface."""
 
     __array_priority__ = 1000  # NumPy scalars on the left defer to our operators
-    _strides = None  # the strides PyTorch would report; None = contiguous (see lazygrad/strides.py)
+    _strides = None  # the strides PyTorch would report; None = contiguous, or a strides.Deferred (lazygrad/strides.py)
     _view_of = None  # (base, index) for a view made by basic indexing: in-place ops write through to base
 
     def __init__(self, *args, dtype: DType | None = None, device=None, requires_grad: bool = False):
@@ -416,21 +416,28 @@ class Tensor:
 
     # ---- building results ----
     @staticmethod
-    def _make(node: Node, *inputs: "Tensor") -> "Tensor":
+    def _make(node: Node, *inputs) -> "Tensor":
+        """The Tensor holding `node`, computed from `inputs` (Tensors; other values are skipped).
+
+        It requires grad when an input does (and grad mode is on); its strides
+        follow its inputs' as PyTorch's would (lazygrad/strides.py).
+        """
         if _device.state.cuda_used:
             _device.graph_device(node)  # raises, like PyTorch, when the op mixes CPU and GPU tensors
+        requires_grad = strided = False
+        for t in inputs:   # (a plain loop: this runs for every operation a program makes)
+            if isinstance(t, Tensor):
+                requires_grad = requires_grad or t._requires_grad
+                strided = strided or t._strides is not None
         strides = None
-        if node.op in _ELEMENTWISE and any(isinstance(t, Tensor) and t._strides is not None for t in inputs):
-            # laid out like its inputs, as PyTorch's TensorIterator does (lazygrad/strides.py)
-            strides = _strides_mod.elementwise(node.shape, [(tuple(t.shape), _strides_mod.strides_of(t))
-                                                            for t in inputs if isinstance(t, Tensor)])
-        if any(isinstance(t, Tensor) and t._requires_grad for t in inputs):
-            if is_grad_enabled():
-                out = Tensor._from_node(node, True)
-                out._strides = strides
-                return out
+        if strided and node.op in _ELEMENTWISE:
+            # laid out like its inputs, as PyTorch's TensorIterator does; computed when asked for
+            strides = _strides_mod.Deferred(_strides_mod.elementwise, node.shape,
+                                            [(t._node.shape, t._strides) for t in inputs if isinstance(t, Tensor)])
+        if requires_grad and not is_grad_enabled():
             node = stop_gradient(node)  # built under no_grad: no gradient may flow through it later
-        out = Tensor._from_node(node, False)
+            requires_grad = False
+        out = Tensor._from_node(node, requires_grad)
         out._strides = strides
         return out
 
@@ -439,7 +446,21 @@ class Tensor:
 
     @staticmethod
     def _operands(a, b, op_name: str):
-        """Both operands as Tensors of a common dtype and shape (PyTorch promotion and broadcasting)."""
+        """Both operands as nodes of a common dtype and shape (PyTorch promotion and broadcasting)."""
+        # Fast paths for the most common cases, with the same results as the general rules below:
+        # two tensors of one dtype and shape, or a floating-point tensor and a Python number
+        # (which takes the tensor's dtype).
+        if isinstance(a, Tensor):
+            na = a._node
+            if isinstance(b, Tensor):
+                nb = b._node
+                if na.dtype is nb.dtype and na.shape == nb.shape:
+                    return na, nb, na.dtype
+            elif (b.__class__ is float or b.__class__ is int) and na.dtype.category == 2:
+                return na, N.const(b, na.dtype, na.shape), na.dtype
+        elif isinstance(b, Tensor) and (a.__class__ is float or a.__class__ is int) and b._node.dtype.category == 2:
+            nb = b._node
+            return N.const(a, nb.dtype, nb.shape), nb, nb.dtype
         ta = a if isinstance(a, Tensor) else None
         tb = b if isinstance(b, Tensor) else None
         if ta is None and tb is None:
@@ -465,7 +486,7 @@ class Tensor:
     def _binary(self, other, op: Op, name: str, reverse: bool = False) -> "Tensor":
         a, b = (other, self) if reverse else (self, other)
         na, nb, _ = Tensor._operands(a, b, name)
-        return Tensor._make(N.binary(op, na, nb), *(x for x in (a, b) if isinstance(x, Tensor)))
+        return Tensor._make(N.binary(op, na, nb), a, b)
 
     def _unary(self, op: Op) -> "Tensor":
         return Tensor._make(N.unary(op, self._node), self)
@@ -985,7 +1006,10 @@ class Tensor:
     # ---- movement ----
     def _movement(self, op: Op, arg) -> "Tensor":
         out = Tensor._make(N.movement(op, self._node, arg), self)
-        out._strides = _strides_mod.after_movement(self, op.name, arg, out.shape)
+        if self._strides is not None or op is Op.PERMUTE or op is Op.EXPAND or op is Op.SHRINK or op is Op.FLIP:
+            # (a reshape or pad of a contiguous tensor is contiguous: nothing to compute)
+            out._strides = _strides_mod.Deferred(_strides_mod.after_movement, self._node.shape, self._strides,
+                                                 op.name, arg, out._node.shape)
         return out
 
     def reshape(self, *shape) -> "Tensor":
@@ -1032,7 +1056,8 @@ class Tensor:
         return strides if dim is None else strides[normalize_dim(dim, self.ndim)]
 
     def is_contiguous(self, memory_format=None) -> bool:
-        return self._strides is None or _strides_mod.is_contiguous(self.shape, self._strides)
+        strides = _strides_mod.resolve(self._strides)
+        return strides is None or _strides_mod.is_contiguous(self.shape, strides)
 
     def contiguous(self, memory_format=None) -> "Tensor":
         if self.is_contiguous():
@@ -1043,7 +1068,8 @@ class Tensor:
 
     def clone(self, memory_format=None) -> "Tensor":
         out = self._alias()
-        out._strides = _strides_mod.preserved(self)
+        if self._strides is not None:
+            out._strides = _strides_mod.Deferred(_strides_mod.preserved, self._node.shape, self._strides)
         return out
 
     def permute(self, *dims) -> "Tensor":
@@ -1113,7 +1139,7 @@ class Tensor:
         if tuple(out) == tuple(x.shape):
             return x
         result = x._movement(Op.EXPAND, tuple(out))
-        result._strides = _strides_mod.expanded(self, tuple(out))
+        result._strides = _strides_mod.Deferred(_strides_mod.expanded, self._node.shape, self._strides, tuple(out))
         return result
 
     def expand_as(self, other) -> "Tensor":
@@ -1152,7 +1178,8 @@ class Tensor:
             normalize_dim(dim, 0)
             return self._alias()
         out = self.reshape(tuple(s for i, s in enumerate(self.shape) if not (i in axes and s == 1)))
-        out._strides = _strides_mod.squeezed(self, axes)
+        out._strides = None if self._strides is None else \
+            _strides_mod.Deferred(_strides_mod.squeezed, self._node.shape, self._strides, axes)
         return out
 
     def unsqueeze(self, dim: int) -> "Tensor":
@@ -1160,7 +1187,8 @@ class Tensor:
         shape = list(self.shape)
         shape.insert(d, 1)
         out = self.reshape(tuple(shape))
-        out._strides = _strides_mod.unsqueezed(self, d)
+        out._strides = None if self._strides is None else \
+            _strides_mod.Deferred(_strides_mod.unsqueezed, self._node.shape, self._strides, d)
         return out
 
     def flip(self, *dims) -> "Tensor":
@@ -1208,7 +1236,7 @@ class Tensor:
         if self.requires_grad and self.is_leaf and is_grad_enabled():
             raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
         if check_overlap and self._strides is not None and \
-                any(st == 0 and sz > 1 for sz, st in zip(self.shape, self._strides)):
+                any(st == 0 and sz > 1 for sz, st in zip(self.shape, _strides_mod.strides_of(self))):
             # an expanded view: PyTorch refuses to write where several elements share one location
             raise RuntimeError("unsupported operation: more than one element of the written-to tensor refers to a "
                                "single memory location. Please clone() the tensor before performing the operation.")

@@ -131,3 +131,15 @@ def test_shared_reduction_is_computed_once():
     lg.realize(u, v)
     assert_close(u, a / a.sum(1, keepdims=True), rtol=1e-5, atol=1e-6)
     assert_close(v, a - a.sum(1, keepdims=True), rtol=1e-5, atol=1e-6)
+
+
+def test_expensive_result_read_through_a_broadcast_is_materialised():
+    # the softmax would otherwise be recomputed (an exp) once per column of the product
+    a, w = rand(128, 96), rand(96, 80)
+    x, tw = lg.from_numpy(a), lg.from_numpy(w)
+    out = F.softmax(x, dim=-1) @ tw
+    assert kernels(out) == 2
+    ea = np.exp(a - a.max(-1, keepdims=True))
+    assert_close(out, (ea / ea.sum(-1, keepdims=True)) @ w, rtol=1e-5, atol=1e-6)
+    # a cheap producer is still computed inside the product
+    assert kernels((x * 2 + 1) @ tw) == 1

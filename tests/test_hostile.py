@@ -162,6 +162,12 @@ def test_binary_ops_with_nan_and_inf(name):
           atol=1e-38, expected=want, what=name)
 
 
+def test_log1p_near_the_float32_limit_does_not_overflow():
+    # log1p was log(1 + x) * x / ((1 + x) - 1): x * log(...) overflowed to inf before the division
+    _both(lambda L: L.tensor([3e38, 1e38, -0.5]).log1p(), rtol=3e-6,
+          expected=np.log1p(np.array([3e38, 1e38, -0.5], dtype=np.float32)))
+
+
 def test_comparisons_with_nan_are_false_except_ne():
     x = lg.tensor([nan, nan, 1.0])
     y = lg.tensor([nan, 1.0, nan])

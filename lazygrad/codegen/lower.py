@@ -618,10 +618,24 @@ class Lowerer:
         blocked = source_addresses(tuple(blocked_idx))
         if plain is None or blocked is None:
             return None
-        if sum(strided(a, "?u") for a in blocked) >= sum(strided(a, k_name) for a in plain):
-            return None
+        # rows are blocked too when some operand is shared by the rows (b of a matmul): it is
+        # then loaded once for R rows. Without such reuse (a column sum of a 3-d tensor) R = 1.
         n_axis = axes[-2] if len(axes) >= 2 else None
-        r = UPCAST_R if n_axis is not None and out.shape[n_axis] >= UPCAST_R else 1
+        r, product = 1, False
+        if n_axis is not None:
+            blocked_idx[n_axis] = symbolic.var("?n", out.shape[n_axis])
+            rows = source_addresses(tuple(blocked_idx)) or []
+            if any(var_stride(a, "?n") == 0 and expr_vars(a) & {"?u", k_name} for a in rows):
+                r = min(UPCAST_R, out.shape[n_axis])
+            # a product: one operand shared by the rows, another by the columns (a of a matmul)
+            product = r > 1 and any(var_stride(a, "?u") == 0 and "?n" in expr_vars(a) for a in rows)
+        # A product always pays (the packed panel fixes the shared operand's layout, and each loaded
+        # value serves R or U multiply-adds instead of one, even for `x @ w.T` whose plain nest would
+        # read both operands contiguously); otherwise only when the plain nest would walk memory
+        # with a stride that the blocked one does not.
+        if not (product and self.allow_scratch) and \
+                sum(strided(a, "?u") for a in blocked) >= sum(strided(a, k_name) for a in plain):
+            return None
         return m_axis, u, (n_axis if r > 1 else None), r
 
     def lower(self) -> Program:

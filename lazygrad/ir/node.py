@@ -44,20 +44,33 @@ def _arg_key(arg):
     return arg
 
 
+def _forget(ref: weakref.KeyedRef) -> None:
+    """Called by Python when an interned node dies: drop its entry from the table."""
+    if Node._interned.get(ref.key) is ref:   # (the key may already name a newer node)
+        del Node._interned[ref.key]
+
+
 class Node:
     __slots__ = ("op", "src", "arg", "dtype", "shape", "realized", "__weakref__")
 
-    _interned: "weakref.WeakValueDictionary[tuple, Node]" = weakref.WeakValueDictionary()
+    # The intern table: key -> weak reference to the one node with that key.
+    # (A plain dict of weak references rather than a WeakValueDictionary:
+    # every tensor operation looks a node up here, and the plain dict's
+    # lookup runs in C. A node is not kept alive by the table: when the last
+    # graph using it is gone, `_forget` removes its entry.)
+    _interned: "dict[tuple, weakref.KeyedRef]" = {}
 
     def __new__(cls, op: Op, src: tuple = (), arg=None, dtype: DType = dtypes.float32, shape: tuple = ()):
-        key = (op, src, _arg_key(arg), dtype, shape)
-        node = cls._interned.get(key)
-        if node is not None:
-            return node
+        key = (op, src, ("float", repr(arg)) if isinstance(arg, float) else arg, dtype, shape)  # as _arg_key
+        ref = cls._interned.get(key)
+        if ref is not None:
+            node = ref()
+            if node is not None:
+                return node
         node = object.__new__(cls)
         node.op, node.src, node.arg, node.dtype, node.shape = op, src, arg, dtype, shape
         node.realized = None
-        cls._interned[key] = node
+        cls._interned[key] = weakref.KeyedRef(node, _forget, key)
         return node
 
     # Nodes are interned: identity is equality.

@@ -44,6 +44,11 @@ class Op(Enum):
     GATHER = auto()   # GATHER(src, index), arg=axis: out[..i..] = src[..index[..i..]..]
     SCATTER = auto()  # SCATTER(base, index, src), arg=(axis, reduce): a copy of base with src written at index
 
+    # Ops are hashed at every node construction (the interning key holds one).
+    # Enum's own __hash__ is a Python function hashing the member's name;
+    # members are singletons, so hashing by identity is equivalent and cheap.
+    __hash__ = object.__hash__
+
 
 UNARY = frozenset({Op.EXP2, Op.LOG2, Op.SQRT, Op.SIN, Op.RECIP, Op.NEG, Op.TRUNC, Op.CAST})
 BINARY = frozenset({Op.ADD, Op.MUL, Op.MAX, Op.CMPLT, Op.CMPEQ, Op.IDIV, Op.MOD})

@@ -12,8 +12,9 @@ reductions (all over the same axes of the same shape). The rules, in order:
 3. A reduction is fused into the kernel that reads it when that kernel is the
    only one reading it and either
    a. every path from the reduction up to the kernel's output keeps the
-      number of elements (elementwise ops and reshapes that only add or drop
-      size-1 dims): the "epilogue" of the reduction (`(a*b).sum(1) * 2`); or
+      number of elements (elementwise ops, reshapes, permutes, flips): the
+      "epilogue" of the reduction (`(a*b).sum(1) * 2`; `(a.T @ b).T` writes
+      the product transposed instead of copying it afterwards); or
    b. the reduction is read back through an EXPAND over exactly the reduced
       axes (a "broadcast epilogue"; elementwise ops may come before the
       EXPAND, as in `x - max` = `x + expand(-max)`), and from there only
@@ -207,7 +208,7 @@ def find_kernel_outputs(roots: list[Node]) -> set[int]:
         epi = True
         for c in consumers[id(n)]:
             ks |= kernels[id(c)]
-            keeps_count = (c.op in ELEMENTWISE or (c.op is Op.RESHAPE and _squeezed(c.shape) == _squeezed(n.shape)))
+            keeps_count = c.op in ELEMENTWISE or c.op in (Op.RESHAPE, Op.PERMUTE, Op.FLIP)
             epi = epi and keeps_count and c.numel == n.numel and epilogue[id(c)]
         sinks[id(n)] = sinks_from_consumers(n)
         expanded[id(n)] = expanded_from_consumers(n)

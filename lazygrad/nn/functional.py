@@ -57,6 +57,8 @@ def _shifted(input: Tensor, dim: int) -> Tensor:
     """
     if input.ndim == 0:
         return input - input.detach()
+    if input.shape[dim] == 0:  # an empty softmax is empty (amax would refuse the empty dim)
+        return input
     return input - input.amax(dim, keepdim=True).detach()
 
 

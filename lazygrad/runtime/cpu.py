@@ -181,14 +181,9 @@ def launch(kernel: CompiledKernel, arrays: list, program: Program | None = None)
     pointers = [a.ctypes.data if a is not None else None for a in arrays]  # None: the error flag, set below
     pointers += [None] * (len(program.params) - len(pointers))  # scratch parameters, set below
     error_param = program.error_param
-    threads = num_threads()
-    parallel = program.work >= PARALLEL_WORK_THRESHOLD and threads > 1 and size >= 2
-    workers = min(threads, size) if parallel else 1
-    # Cut the outer loop into more pieces than workers, handed out as workers finish: one that was
-    # descheduled, or that got the slower rows, is not waited for while the others sit idle.
-    pieces = min(size, workers * PIECES_PER_WORKER) if workers > 1 else 1
-    bounds = [size * k // pieces for k in range(pieces + 1)]
-    next_piece = itertools.count()  # its next() is atomic under the GIL
+    workers = 1   # (a small kernel runs on the calling thread: the thread count is not even looked up)
+    if program.work >= PARALLEL_WORK_THRESHOLD and size >= 2:
+        workers = min(num_threads(), size)
     flags = []
     scratch = []  # each worker gets its own scratch buffers, back to the pool afterwards
     worker_args = []
@@ -204,15 +199,21 @@ def launch(kernel: CompiledKernel, arrays: list, program: Program | None = None)
             args[param] = arr.ctypes.data
         worker_args.append(args)
 
-    def work(args):
-        while (k := next(next_piece)) < pieces:
-            kernel.fn(*args, bounds[k], bounds[k + 1])
-
     stats.bump("kernels_launched")
     try:
         if workers == 1:
             kernel.fn(*worker_args[0], 0, size)
         else:
+            # Cut the outer loop into more pieces than workers, handed out as workers finish: one that was
+            # descheduled, or that got the slower rows, is not waited for while the others sit idle.
+            pieces = min(size, workers * PIECES_PER_WORKER)
+            bounds = [size * k // pieces for k in range(pieces + 1)]
+            next_piece = itertools.count()  # its next() is atomic under the GIL
+
+            def work(args):
+                while (k := next(next_piece)) < pieces:
+                    kernel.fn(*args, bounds[k], bounds[k + 1])
+
             futures = [thread_pool().submit(work, args) for args in worker_args[1:]]
             work(worker_args[0])
             for f in futures:

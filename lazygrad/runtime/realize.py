@@ -56,28 +56,71 @@ class Plan:
         self.tmp_meta = tmp_meta        # per tmp: (dtype, numel)
         self.last_use = last_use        # per tmp: index of the last step that reads it
         self.record = record            # pipeline stages of the first graph, for inspection
+        # worked out once here rather than at every run:
+        self.root_tmps = {j for kind, j in root_slots if kind == "tmp"}
+        for i, step in enumerate(steps):   # the intermediates to free once step i has run
+            step.frees = [j for kind, j in dict.fromkeys(step.inputs)
+                          if kind == "tmp" and last_use.get(j) == i and j not in self.root_tmps]
 
 
 _plans: dict = {}
 
 
-def _structure(roots: list[Node]):
-    """The structure key of a graph and its leaves (buffers and realized nodes) in order."""
-    order = toposort(roots)
-    position: dict[int, int] = {}
+def _structure(roots: list[Node], through: bool = False):
+    """The structure key of a graph, and its leaves (buffers and realized nodes) in order.
+
+    The key is the graph written out with every leaf replaced by a placeholder
+    numbered by its place in the walk: two graphs with equal keys differ only
+    in the buffers they read, so one plan runs both. One depth-first walk lists
+    each node after its sources and describes it by (op, arg, dtype, shape,
+    positions of its sources); the leaves come out in walk order, which is the
+    order the plan expects its input buffers in.
+
+    `through=True` also walks below realized nodes (marking them "R"), for
+    autograd's cache of backward plans: gradients are derived through
+    realized nodes, so their history is part of what the gradient looks like.
+    It then also returns the list of all nodes in walk order.
+    """
+    position: dict[int, int] = {}   # id(node) -> its place in the walk
+    order: list[Node] = []
     leaves: list[Node] = []
     parts = []
-    for i, n in enumerate(order):
-        position[id(n)] = i
-        if n.realized is not None or n.op is Op.BUFFER:
-            parts.append(("L", len(leaves), n.dtype.name, n.shape))
-            leaves.append(n)
-        elif n.op is Op.CONST:
-            parts.append(("C", repr(n.arg), n.dtype.name, n.shape))
-        else:
-            parts.append((n.op, n.arg, n.dtype.name, n.shape, tuple(position[id(s)] for s in n.src)))
-    key = (tuple(parts), tuple(position[id(r)] for r in roots))
-    return key, leaves
+    for root in roots:
+        stack = [root]
+        while stack:
+            node = stack[-1]
+            if id(node) in position:        # already listed (reached again through another consumer)
+                stack.pop()
+                continue
+            ready = True
+            if node.realized is None or through:
+                for s in node.src:
+                    if id(s) not in position:
+                        stack.append(s)         # list the sources first, then come back to this node
+                        ready = False
+            if not ready:
+                continue
+            stack.pop()
+            position[id(node)] = len(order)
+            order.append(node)
+            op = node.op
+            if op is Op.CONST:
+                # by value even when an earlier realisation attached a buffer to this (interned) node: kernels
+                # render constants into their code, so two graphs differing in a constant must not share a plan
+                parts.append(("C", repr(node.arg), node.dtype, node.shape))
+            elif op is Op.BUFFER:
+                parts.append(("L", node.dtype, node.shape))
+                leaves.append(node)
+            elif node.realized is not None and not through:
+                parts.append(("L", node.dtype, node.shape))
+                leaves.append(node)
+            else:
+                parts.append((op, node.arg, node.dtype, node.shape, tuple([position[id(s)] for s in node.src]),
+                              "R" if node.realized is not None else ""))
+                if node.realized is not None:
+                    leaves.append(node)
+    key = (tuple(parts), tuple([position[id(r)] for r in roots]))
+    return (key, leaves, order) if through else (key, leaves)
 
 
 def _buffer_of(leaf: Node) -> Buffer:
@@ -136,6 +179,12 @@ def realize(nodes: list[Node], device: str | None = None):
     roots = [n for n in dict.fromkeys(nodes) if n.realized is None and n.op is not Op.BUFFER]
     if not roots:
         return None
+    plan, leaves = plan_for(roots, device)
+    return run_plan(plan, roots, leaves)
+
+
+def plan_for(roots: list[Node], device: str | None = None):
+    """The plan computing `roots` (from the cache when a graph of this structure was seen) and its leaves."""
     key, leaves = _structure(roots)
     backend = cpu
     if devices.state.cuda_used or device == "cuda":  # nothing to decide until a GPU tensor exists
@@ -149,7 +198,7 @@ def realize(nodes: list[Node], device: str | None = None):
         _plans[key] = plan
     else:
         stats.bump("schedule_cache_hits")
-    return run_plan(plan, roots, leaves)
+    return plan, leaves
 
 
 def _leaf_buffers(plan: Plan, leaves: list[Node]) -> list[Buffer]:
@@ -166,22 +215,23 @@ def _leaf_buffers(plan: Plan, leaves: list[Node]) -> list[Buffer]:
     return out
 
 
-def run_plan(plan: Plan, roots: list[Node], leaves: list[Node]):
+def execute(plan: Plan, leaves: list[Node], root_meta: list[tuple], level: int = 0):
+    """Run `plan`'s kernels on the buffers of `leaves`; nothing is attached to any node.
+
+    `root_meta` gives each root's (dtype, numel). Returns one Buffer per root
+    and the time of each launch. Intermediates go back to the pool as soon as
+    their last reader has run.
+    """
     backend = plan.backend
     leaf_buffers = [_buffer_of(n) for n in leaves] if backend is cpu else _leaf_buffers(plan, leaves)
     leaf_arrays = [b.data for b in leaf_buffers]
     tmp_arrays: list = [None] * len(plan.tmp_meta)
-    level = debug_level()
-    if level >= 1:  # LAZYGRAD_DEBUG output is written by lazygrad/inspect/debug.py
-        from ..inspect import debug
-        debug.before_run(plan, roots, level)
-    root_tmps = {j for kind, j in plan.root_slots if kind == "tmp"}
     timings = []
     try:
         for i, step in enumerate(plan.steps):
-            dtype, numel = plan.tmp_meta[step.output_slot[1]]
-            out = backend.pool.take(dtype.np, numel)
-            tmp_arrays[step.output_slot[1]] = out
+            slot = step.output_slot[1]
+            dtype, numel = plan.tmp_meta[slot]
+            out = tmp_arrays[slot] = backend.pool.take(dtype.np, numel)
             arrays = [out] + [leaf_arrays[j] if kind == "leaf" else tmp_arrays[j] for kind, j in step.inputs]
             if step.program.error_param is not None:
                 arrays.append(None)  # filled per slice by the launcher
@@ -190,26 +240,43 @@ def run_plan(plan: Plan, roots: list[Node], leaves: list[Node]):
             elapsed = time.perf_counter() - t0
             timings.append(elapsed)
             if level >= 1:
+                from ..inspect import debug
                 debug.launch(plan, i, step, elapsed)
-            codes = [int(f[0]) for f in flags if int(f[0])]
-            if codes:
-                raise _index_error(step, codes[0])
-            # free intermediates whose last reader just ran
-            for kind, j in step.inputs:
-                if kind == "tmp" and plan.last_use.get(j) == i and j not in root_tmps and tmp_arrays[j] is not None:
-                    backend.pool.give(tmp_arrays[j])
-                    tmp_arrays[j] = None
+            if flags:
+                codes = [int(f[0]) for f in flags if int(f[0])]
+                if codes:
+                    raise _index_error(step, codes[0])
+            for j in step.frees:   # intermediates whose last reader just ran
+                backend.pool.give(tmp_arrays[j])
+                tmp_arrays[j] = None
     except BaseException:
         for j, arr in enumerate(tmp_arrays):
-            if arr is not None and j not in root_tmps:
+            if arr is not None and j not in plan.root_tmps:
                 backend.pool.give(arr)
         raise
-    detached = None
     device_name = "cpu" if backend is cpu else backend.DEVICE
-    for root, (kind, j) in zip(roots, plan.root_slots):
-        buf = Buffer(device_name, root.dtype, root.numel, tmp_arrays[j]) if kind == "tmp" else leaf_buffers[j]
-        if kind == "tmp" and backend is cpu:
-            cpu.pool.recycle_when_dead(buf)  # its memory serves later results once it is garbage
+    buffers = []
+    for (dtype, numel), (kind, j) in zip(root_meta, plan.root_slots):
+        if kind == "tmp":
+            buf = Buffer(device_name, dtype, numel, tmp_arrays[j])
+            if backend is cpu:
+                cpu.pool.recycle_when_dead(buf)  # its memory serves later results once it is garbage
+        else:
+            buf = leaf_buffers[j]
+        buffers.append(buf)
+    return buffers, timings
+
+
+def run_plan(plan: Plan, roots: list[Node], leaves: list[Node]):
+    """Run `plan` on the buffers of `leaves` and attach each root's result buffer to the root."""
+    backend = plan.backend
+    level = debug_level()
+    if level >= 1:  # LAZYGRAD_DEBUG output is written by lazygrad/inspect/debug.py
+        from ..inspect import debug
+        debug.before_run(plan, roots, level)
+    buffers, timings = execute(plan, leaves, [(root.dtype, root.numel) for root in roots], level)
+    detached = None
+    for root, buf in zip(roots, buffers):
         if backend is not cpu and devices.graph_device(root) != "cuda":
             # a graph that reads no GPU buffer (constants, 0-d CPU tensors): its node is interned and
             # may be shared with CPU graphs, so a GPU buffer must not be attached to it; the caller

@@ -406,12 +406,16 @@ def _sign(x):
 
 
 def _softmax(x, dim):
+    if x.ndim and x.shape[dim] == 0:
+        return x.copy()
     m = np.max(x, axis=dim, keepdims=True) if x.ndim else x
     e = np.exp(x - m)
     return e / np.sum(e, axis=dim, keepdims=True) if x.ndim else e / e
 
 
 def _log_softmax(x, dim):
+    if x.ndim and x.shape[dim] == 0:
+        return x.copy()
     m = np.max(x, axis=dim, keepdims=True) if x.ndim else x
     return x - m - np.log(np.sum(np.exp(x - m), axis=dim, keepdims=True) if x.ndim else np.exp(x - m))
 

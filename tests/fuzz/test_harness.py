@@ -66,3 +66,20 @@ def test_graph_prints_as_a_program():
     g = Graph("float32", (Input((2, 3), "float", 7), Op("exp", (0,)), Op("sum", (1,), (1, True))), (2,), ("float",))
     text = repr(g)
     assert "v0 = input((2, 3), float32, seed=7" in text and "v1 = v0.exp()" in text and "outputs: v2" in text
+
+
+def test_guard_detects_writes_outside_a_buffer():
+    from . import guard
+    arr = guard._guarded_empty(np.float32, 10)
+    guard.check()
+    _, base, nbytes = guard._live[-1]
+    base[guard.GUARD + nbytes + 3] ^= 0xFF  # one byte past the end
+    with pytest.raises(guard.OutOfBoundsWrite, match="past the end"):
+        guard.check("(test)")
+    base[guard.GUARD + nbytes + 3] ^= 0xFF
+    base[guard.GUARD - 1] ^= 0xFF  # one byte before the start
+    with pytest.raises(guard.OutOfBoundsWrite, match="before the start"):
+        guard.check("(test)")
+    base[guard.GUARD - 1] ^= 0xFF
+    guard.check()
+    assert guard._poison(arr).view(np.uint32)[0] == 0x7F7F7F7F
