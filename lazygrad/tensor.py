@@ -1633,6 +1633,10 @@ def _arange_node(n: int, like: Tensor | None = None) -> Tensor:
 
 def where(condition, input, other) -> Tensor:
     """torch.where(condition, input, other) with broadcasting and type promotion."""
+    if isinstance(condition, Tensor) and not condition.dtype.is_bool:
+        names = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int"}
+        raise RuntimeError(f"where expected condition to be a boolean tensor, but got a tensor with dtype "
+                           f"{names[condition.dtype.name]}")
     cond = _as_bool(condition) if isinstance(condition, Tensor) else tensor(condition).bool()
     a_is, b_is = isinstance(input, Tensor), isinstance(other, Tensor)
     if not a_is and not b_is:

@@ -542,6 +542,39 @@ def test_setitem_out_of_range():
     _oob(lambda: y, 5, 2)
 
 
+def test_select_and_narrow_out_of_range():
+    x = lg.zeros(2, 3)
+    with pytest.raises(IndexError, match=r"select\(\): index 5 out of range for tensor of size \[2, 3\] at dimension 0"):
+        x.select(0, 5)
+    with pytest.raises(RuntimeError, match=r"start \(1\) \+ length \(5\) exceeds dimension size \(2\)"):
+        x.narrow(0, 1, 5)
+    with pytest.raises(IndexError, match="start out of range"):
+        x.narrow(1, 4, 0)
+
+
+def test_index_tensors_of_the_wrong_kind():
+    x = lg.zeros(2, 3)
+    with pytest.raises(IndexError, match="must be long, int, byte or bool"):
+        x[lg.tensor([0.0])]
+    with pytest.raises(RuntimeError, match="Expected dtype int32/int64 for index"):
+        x.gather(1, lg.zeros(2, 3))
+    with pytest.raises(IndexError, match="Index is supposed to be a vector"):
+        x.index_select(1, lg.zeros(2, 2, dtype=lg.int64))
+    with pytest.raises(IndexError, match="could not be broadcast together"):
+        x[lg.tensor([0, 1]), lg.tensor([0, 1, 2])]
+    with pytest.raises(RuntimeError, match="no larger than self"):
+        x.gather(1, lg.zeros(3, 3, dtype=lg.int64))
+
+
+def test_where_needs_a_boolean_condition():
+    with pytest.raises(RuntimeError, match="where expected condition to be a boolean tensor, but got a tensor "
+                                           "with dtype Float"):
+        lg.where(lg.zeros(2), lg.ones(2), lg.zeros(2))
+    with pytest.raises(RuntimeError, match="dtype Long"):
+        lg.ones(2).where(lg.tensor([1, 0]), 0.0)
+    assert lg.where(lg.tensor([True, False]), lg.ones(2), 5.0).tolist() == [1.0, 5.0]
+
+
 def test_mask_shape_mismatch():
     x = lg.zeros(2, 3)
     with pytest.raises(IndexError, match="shape of the mask"):

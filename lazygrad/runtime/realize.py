@@ -71,55 +71,75 @@ def _structure(roots: list[Node], through: bool = False):
 
     The key is the graph written out with every leaf replaced by a placeholder
     numbered by its place in the walk: two graphs with equal keys differ only
-    in the buffers they read, so one plan runs both. One depth-first walk lists
+    in the buffers they read, so one plan runs both. A depth-first walk lists
     each node after its sources and describes it by (op, arg, dtype, shape,
-    positions of its sources); the leaves come out in walk order, which is the
+    places of its sources); the leaves come out in walk order, which is the
     order the plan expects its input buffers in.
 
     `through=True` also walks below realized nodes (marking them "R"), for
     autograd's cache of backward plans: gradients are derived through
     realized nodes, so their history is part of what the gradient looks like.
     It then also returns the list of all nodes in walk order.
+
+    (The walk is recursive, the fastest way to walk a graph in Python, and
+    this runs at every realisation. A graph deeper than Python's recursion
+    limit, a long chain of lazy operations, is walked again with an explicit
+    stack, which lists the nodes in the same order.)
     """
     position: dict[int, int] = {}   # id(node) -> its place in the walk
     order: list[Node] = []
     leaves: list[Node] = []
-    parts = []
-    for root in roots:
-        stack = [root]
+    parts: list[tuple] = []
+    CONST, BUFFER = Op.CONST, Op.BUFFER   # (local names are the fastest to look up)
+
+    def visit(node: Node) -> int:
+        """List `node` after its sources; its place in the walk."""
+        place = position.get(id(node))
+        if place is not None:
+            return place
+        op = node.op
+        if op is CONST:
+            # by value even when an earlier realisation attached a buffer to this (interned) node: kernels
+            # render constants into their code, so two graphs differing in a constant must not share a plan
+            part = ("C", repr(node.arg), node.dtype, node.shape)
+        elif op is BUFFER:
+            part = ("L", node.dtype, node.shape)
+            leaves.append(node)
+        elif node.realized is None:
+            part = (op, node.arg, node.dtype, node.shape, tuple([visit(s) for s in node.src]))
+        elif through:
+            part = ("R", op, node.arg, node.dtype, node.shape, tuple([visit(s) for s in node.src]))
+            leaves.append(node)
+        else:
+            part = ("L", node.dtype, node.shape)
+            leaves.append(node)
+        place = position[id(node)] = len(order)
+        order.append(node)
+        parts.append(part)
+        return place
+
+    def visit_with_stack(root: Node) -> int:
+        """`visit` without recursion: a node is visited once its sources are listed."""
+        def sources(node):
+            return node.src if through or node.realized is None else ()
+        stack = [(root, iter(sources(root)))]
         while stack:
-            node = stack[-1]
-            if id(node) in position:        # already listed (reached again through another consumer)
-                stack.pop()
-                continue
-            ready = True
-            if node.realized is None or through:
-                for s in node.src:
-                    if id(s) not in position:
-                        stack.append(s)         # list the sources first, then come back to this node
-                        ready = False
-            if not ready:
-                continue
-            stack.pop()
-            position[id(node)] = len(order)
-            order.append(node)
-            op = node.op
-            if op is Op.CONST:
-                # by value even when an earlier realisation attached a buffer to this (interned) node: kernels
-                # render constants into their code, so two graphs differing in a constant must not share a plan
-                parts.append(("C", repr(node.arg), node.dtype, node.shape))
-            elif op is Op.BUFFER:
-                parts.append(("L", node.dtype, node.shape))
-                leaves.append(node)
-            elif node.realized is not None and not through:
-                parts.append(("L", node.dtype, node.shape))
-                leaves.append(node)
+            node, pending = stack[-1]
+            for s in pending:
+                if id(s) not in position:
+                    stack.append((s, iter(sources(s))))
+                    break
             else:
-                parts.append((op, node.arg, node.dtype, node.shape, tuple([position[id(s)] for s in node.src]),
-                              "R" if node.realized is not None else ""))
-                if node.realized is not None:
-                    leaves.append(node)
-    key = (tuple(parts), tuple([position[id(r)] for r in roots]))
+                stack.pop()
+                visit(node)   # (its sources are listed: no recursion)
+        return position[id(root)]
+
+    try:
+        root_places = tuple([visit(r) for r in roots])
+    except RecursionError:
+        position.clear(), order.clear(), leaves.clear(), parts.clear()
+        root_places = tuple([visit_with_stack(r) for r in roots])
+    key = (tuple(parts), root_places)
     return (key, leaves, order) if through else (key, leaves)
 
 

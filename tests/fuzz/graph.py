@@ -108,6 +108,8 @@ def format_op(op: Op) -> str:
         return f"pad({s[0]}, {a[0]}, value={a[1]!r})"
     if name in ("cat", "stack"):
         return f"{name}([{', '.join(s)}], dim={a[0]})"
+    if name.startswith("F."):
+        return f"{name}({', '.join(s + [repr(x) for x in a])})"
     if name in ("gather", "index_select", "scatter_add"):
         return f"{s[0]}.{name}({a[0]}, {', '.join(s[1:])})"
     rest = ", ".join(s[1:] + [repr(x) for x in a])
@@ -285,6 +287,13 @@ def api_apply(L: Lib, op: Op, xs: list):
         return x[xs[1]]
     if name in ("mm", "bmm", "mv", "dot", "outer"):
         return getattr(m, name)(xs[0], xs[1])
+    if name.startswith("F."):  # torch.nn.functional / lazygrad.nn.functional
+        fn = getattr(L.functional(), name[2:])
+        if name == "F.leaky_relu":
+            return fn(x, a[0])
+        if name in ("F.mse_loss", "F.l1_loss", "F.cross_entropy", "F.nll_loss"):
+            return fn(xs[0], xs[1], reduction=a[0])
+        return fn(*xs, *a)
     if name in ("sum", "mean", "amax", "amin", "prod", "all", "any", "argmax", "argmin", "logsumexp"):
         dim, keepdim = a
         if dim is None and not keepdim:
@@ -606,6 +615,24 @@ def ref_apply(op: Op, xs: list, fdt):
     if name == "count_nonzero":
         return np.asarray(np.count_nonzero(x, axis=_axes(x.ndim, a[0]) if a[0] is not None else None),
                           dtype=np.int64)
+    # nn.functional
+    if name == "F.leaky_relu":
+        return np.where(x > 0, x, x * F(a[0]))
+    if name == "F.linear":
+        out = np.matmul(x, xs[1].T)
+        return out + xs[2] if len(xs) > 2 else out
+    if name in ("F.mse_loss", "F.l1_loss", "F.cross_entropy", "F.nll_loss"):
+        if name == "F.mse_loss":
+            per = (xs[0] - xs[1]) ** 2
+        elif name == "F.l1_loss":
+            per = np.abs(xs[0] - xs[1])
+        else:
+            scores = _log_softmax(x, 1) if name == "F.cross_entropy" else x
+            per = -scores[np.arange(x.shape[0]), xs[1]] if x.shape[0] else np.zeros(0, x.dtype)
+        if a[0] == "none":
+            return per
+        with np.errstate(all="ignore"):
+            return np.asarray(np.sum(per) if a[0] == "sum" else np.mean(per), dtype=x.dtype)
     # movement
     if name == "permute":
         return np.transpose(x, a[0])

@@ -62,7 +62,8 @@ def features() -> frozenset:
             names.add(name)
     try:  # softmax / log_softmax through nn.functional when Tensor has no method for them
         from lazygrad.nn import functional as F
-        names |= {n for n in ("softmax", "log_softmax") if hasattr(F, n)}
+        names |= {n for n in ("softmax", "log_softmax", "leaky_relu", "linear", "mse_loss", "l1_loss",
+                              "cross_entropy", "nll_loss") if hasattr(F, n)}
     except ImportError:
         pass
     try:  # advanced indexing exists when building x[index_tensor] does not raise NotImplementedError
@@ -462,6 +463,8 @@ def g_reduce(b: Builder):
     dim = _dims_arg(b, len(v.shape), single=single, allow_none=name not in ("max_dim", "min_dim", "cumsum",
                                                                             "logsumexp"))
     keepdim = b.draw(st.booleans())
+    if name == "prod" and dim is None:
+        keepdim = False  # torch.prod has no (dim=None, keepdim=True) form
     count = _reduced_count(v.shape, dim)
     needs_nonempty = name in ("amax", "amin", "max_dim", "min_dim", "argmax", "argmin")
     if needs_nonempty and (count == 0 or (dim is None and v.numel == 0)):
@@ -820,11 +823,53 @@ def g_cat(b: Builder):
                                              max(v.bound, w.bound)))
 
 
+def g_nn(b: Builder):
+    """torch.nn.functional ops that lazygrad has: leaky_relu, linear, mse/l1 loss, cross_entropy, nll_loss."""
+    d = b.draw
+    name = d(st.sampled_from(["F.leaky_relu", "F.linear", "F.mse_loss", "F.l1_loss", "F.cross_entropy",
+                              "F.nll_loss"]))
+    if name[2:] not in b.feats:
+        return None
+    if name == "F.leaky_relu":
+        i = b.pick(lambda v: v.is_float)
+        if i is None:
+            return None
+        v = b.vals[i]
+        return b.add_op(name, [i], [d(st.sampled_from([0.01, 0.2]))], Val(v.shape, FLOAT, v.exact, v.finite))
+    if name == "F.linear":
+        i = b.pick(lambda v: v.is_float and 1 <= len(v.shape) <= 3 and v.numel <= 256)
+        if i is None:
+            return None
+        v = b.vals[i]
+        n_out = d(st.sampled_from([1, 2, 3, 0] if not b.grad else [1, 2, 3]))
+        w = b.add_input((n_out, v.shape[-1]), FLOAT, "normal")
+        srcs = [i, w]
+        if d(st.booleans()):
+            srcs.append(b.add_input((n_out,), FLOAT, "normal"))
+        return b.add_op(name, srcs, [], Val(v.shape[:-1] + (n_out,), FLOAT, False, v.finite))
+    reduction = d(st.sampled_from(["mean", "sum", "none"]))
+    if name in ("F.mse_loss", "F.l1_loss"):
+        i = b.pick(lambda v: v.is_float)
+        if i is None:
+            return None
+        v = b.vals[i]
+        j = b.add_input(v.shape, FLOAT, "normal")
+        shape = v.shape if reduction == "none" else ()
+        return b.add_op(name, [i, j], [reduction], Val(shape, FLOAT, False, False))
+    i = b.pick(lambda v: v.is_float and len(v.shape) == 2 and v.shape[1] > 0)
+    if i is None:
+        return None
+    v = b.vals[i]
+    t = b.add_input((v.shape[0],), "index", f"index:{v.shape[1]}")
+    shape = (v.shape[0],) if reduction == "none" else ()
+    return b.add_op(name, [i, t], [reduction], Val(shape, FLOAT, False, False))
+
+
 FORWARD_GENERATORS = [g_float_unary, g_float_unary, g_float_scalar, g_float_binary, g_float_binary, g_int_binary,
                       g_reduce, g_int_unary, g_compare, g_float_predicate, g_logical, g_where, g_cast, g_reduce, g_reduce,
-                      g_softmax, g_movement, g_movement, g_movement, g_matmul, g_inplace, g_index, g_cat]
+                      g_softmax, g_movement, g_movement, g_movement, g_matmul, g_inplace, g_index, g_cat, g_nn]
 GRAD_GENERATORS = [g_float_unary, g_positive_unary, g_float_scalar, g_float_binary, g_float_binary, g_where,
-                   g_reduce, g_softmax, g_movement, g_movement, g_matmul, g_inplace, g_index, g_cat]
+                   g_reduce, g_softmax, g_movement, g_movement, g_matmul, g_inplace, g_index, g_cat, g_nn]
 
 
 def _input_dtype(draw, grad: bool) -> str:

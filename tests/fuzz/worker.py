@@ -76,6 +76,16 @@ class Worker:
     def __init__(self, timeout: float = 300.0, env: dict | None = None):
         self.timeout = timeout
         self.extra_env = dict(env or {})
+        # thousands of random kernels would flood the user's kernel cache: the worker gets its own
+        # (kept across restarts, removed by close()); LAZYGRAD_FUZZ_CACHE names another folder or "off"
+        self.cache_dir = None
+        if "LAZYGRAD_CACHE" not in self.extra_env:
+            chosen = os.environ.get("LAZYGRAD_FUZZ_CACHE")
+            if chosen:
+                self.extra_env["LAZYGRAD_CACHE"] = chosen
+            else:
+                self.cache_dir = tempfile.mkdtemp(prefix="lazygrad-fuzz-cache-")
+                self.extra_env["LAZYGRAD_CACHE"] = os.path.join(self.cache_dir, "kernels")
         self.proc: subprocess.Popen | None = None
         self.stderr_file = None
         self.restarts = 0
@@ -105,6 +115,10 @@ class Worker:
                 self.proc.kill()
                 self.proc.wait()
         self._cleanup()
+        if self.cache_dir is not None:
+            import shutil
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
+            self.cache_dir = None
 
     def _cleanup(self) -> None:
         if self.proc is not None:
