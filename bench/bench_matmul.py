@@ -16,8 +16,9 @@ Note on the environment: some machines set OPENBLAS_CORETYPE and/or
 OPENBLAS_L2_SIZE, which can make NumPy's OpenBLAS pick a slower kernel. The
 script prints them when set; for NumPy's best speed run it as
 `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/bench_matmul.py`.
-All three libraries use every core by default (LAZYGRAD_THREADS,
-OPENBLAS_NUM_THREADS and torch.set_num_threads change that).
+All three libraries use every core by default. For a one-core comparison
+(steadier on a machine where other work runs):
+`OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 LAZYGRAD_THREADS=1 python bench/bench_matmul.py`.
 """
 from __future__ import annotations
 

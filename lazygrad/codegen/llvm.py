@@ -18,7 +18,6 @@ import re
 import llvmlite.binding as llvm
 from llvmlite import ir
 
-from ..ir import dtypes
 from ..ir.dtypes import DType
 from . import llvm_math
 from .program import INDEX, Program

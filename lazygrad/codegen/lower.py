@@ -667,9 +667,11 @@ class Lowerer:
         instrs = b.instrs
         if self.error_acc is not None:
             instrs = _hoist_error_flag(instrs, self.error_param)
-        work = max(1, self.work) * max(1, out.numel)
-        for red in self.reduces:
-            work += max(1, red.src[0].numel)
+        # work: element operations, to decide whether threads pay (runtime/cpu.py). A register
+        # block reads each source element once per R rows.
+        ops = sum(1 for n in self.kernel_order() if n.op in ELEMENTWISE)
+        rows = upcast[3] if upcast is not None and stream is None else 1
+        work = max(1, ops) * max(1, out.numel) + sum(max(1, red.src[0].numel) for red in self.reduces) // rows
         return Program(kernel.name, self.params, instrs, 1 if self.outer_size is None else self.outer_size,
                        self.error_param, work,
                        loop_hints=self.loop_hints, scratch=self.scratch)
@@ -743,8 +745,9 @@ class Lowerer:
         packed = []
         if self.allow_scratch and blocks_n >= 2 and (blocks_m >= 4 or blocks_m >= blocks_n):
             packed = self.plan_pack(red, idx, m_axis, u, n_axis)
-        # with a panel to reuse, the column blocks are the outer loop (and the one split across threads)
-        order = [(m_axis, u), (n_axis, r)] if packed else [(n_axis, r), (m_axis, u)]
+        # with a panel to reuse, the column blocks are the outer loop (and the one split across
+        # threads); without, the axis with more blocks is, so that there is work to split
+        order = [(m_axis, u), (n_axis, r)] if packed or blocks_m > blocks_n else [(n_axis, r), (m_axis, u)]
         block_starts = {}
         for axis, width in order:
             if axis is None:

@@ -235,27 +235,27 @@ def schedule(roots: list[Node]) -> list[Kernel]:
             continue
         kernel = Kernel(node)
         seen: set[int] = set()
-
-        def visit(n: Node, top: bool) -> None:
+        # depth first from the output, sources in order (an explicit stack: graphs can be deeper
+        # than Python's recursion limit)
+        stack = [(node, True)]
+        while stack:
+            n, top = stack.pop()
             if id(n) in seen:
-                return
+                continue
             seen.add(id(n))
             if n.op is Op.CONST:
                 # constants are rendered into the code, never loaded: even one that some other
                 # realisation attached a buffer to (CONST nodes are interned and shared)
                 if top:
                     kernel.nodes.append(n)  # a kernel filling its output with the constant
-                return
+                continue
             if n.is_leaf or (id(n) in outputs and not top):
                 kernel.inputs.append(n)
-                return
+                continue
             kernel.nodes.append(n)
             if n.op in REDUCE:
                 kernel.reduce = kernel.reduce or n
                 kernel.reduces.append(n)
-            for s in n.src:
-                visit(s, False)
-
-        visit(node, True)
+            stack.extend((s, False) for s in reversed(n.src))
         kernels.append(kernel)
     return kernels

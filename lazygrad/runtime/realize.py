@@ -140,6 +140,9 @@ def _structure(roots: list[Node], through: bool = False):
         position.clear(), order.clear(), leaves.clear(), parts.clear()
         root_places = tuple([visit_with_stack(r) for r in roots])
     key = (tuple(parts), root_places)
+    # `visit` refers to itself through its closure: a reference cycle that would keep `order` (every
+    # node, and so every result buffer) alive until Python's cycle collector runs. Break it now.
+    visit = visit_with_stack = None  # noqa: F841
     return (key, leaves, order) if through else (key, leaves)
 
 

@@ -83,3 +83,23 @@ def test_guard_detects_writes_outside_a_buffer():
     base[guard.GUARD - 1] ^= 0xFF
     guard.check()
     assert guard._poison(arr).view(np.uint32)[0] == 0x7F7F7F7F
+
+
+def test_finite_differences_skip_kinks_instead_of_failing(worker):
+    """leaky_relu at exact zeros: the central difference averages both sides (0.505), the true one-sided
+    slopes are 1 and 0.01. The long fuzz run flagged this as a gradient bug before kinks were detected."""
+    from .graph import gradients_lazygrad
+    g = Graph("float64", (Input((3, 3, 3, 3), "float", 176510, "small", True),
+                          Op("scalar", (0,), ("div", 3.0, False)), Op("F.leaky_relu", (1,), (0.01,))),
+              (2,), ("float",), False, 4)
+    if not hasattr(__import__("lazygrad").nn.functional, "leaky_relu"):
+        pytest.skip("no leaky_relu")
+    from .worker import WorkerError
+    try:
+        grads = worker.call(gradients_lazygrad, g, label=repr(g))
+    except WorkerError as e:
+        if e.type_name == "NotImplementedError":
+            pytest.skip("no backward()")
+        raise
+    checked, skipped = finite_difference_check(g, grads)
+    assert skipped > 0 and checked > 0
