@@ -20,11 +20,12 @@ import weakref
 
 import numpy as np
 
-from . import stats
+from . import devices, stats
 from .ir import autodiff
 from .ir import node as N
 from .ir.node import Buffer
 from .ir.ops import Op
+from .runtime import realize as _realize
 
 # Leaf tensors that (at some point) asked for gradients; filtered when used.
 _leaves: "weakref.WeakSet" = weakref.WeakSet()
@@ -80,11 +81,11 @@ def _size_str(shape) -> str:
 
 def _seed(output, grad_output, position: int):
     """The gradient flowing into `output`: 1 for a one-element output, else `grad_output`."""
-    from .tensor import Tensor
     if grad_output is None:
         if output.numel() != 1:
             raise RuntimeError("grad can be implicitly created only for scalar outputs")
         return N.const(1.0, output.dtype, output._node.shape)
+    from .tensor import Tensor
     if not isinstance(grad_output, Tensor):
         from .tensor import tensor
         grad_output = tensor(grad_output, dtype=output.dtype)
@@ -197,14 +198,11 @@ _backward_plans: dict = {}
 
 def _cache_usable() -> bool:
     """The cache is used on the CPU, when nobody watches realisations (inspector, LAZYGRAD_DEBUG)."""
-    from . import devices
-    from .runtime import realize as _realize
     return not devices.state.cuda_used and not _realize.observers and _realize.debug_level() == 0
 
 
 def _backward_key(outputs, seeds, targets):
     """The cache key of a backward() call, and the walked nodes (in the order the key numbers them)."""
-    from .runtime import realize as _realize
     walked = [o._node for o in outputs] + seeds + [t._node for t in targets]
     walked += [t.grad._node for t in targets if t.grad is not None]
     key, _, order = _realize._structure(walked, through=True)
@@ -233,7 +231,6 @@ class _BackwardPlan:
         """The plan for this backward(), once the gradient graphs are in the .grad of the targets
         that a gradient `reached`; None when this call cannot be replayed (a gradient that no
         kernel computes, or that reads a buffer made on the way)."""
-        from .runtime import realize as _realize
         grads = [t.grad._node if hit else None for t, hit in zip(targets, reached)]
         nodes = [o._node for o in outputs] + [g for g in grads if g is not None]
         roots = [n for n in dict.fromkeys(nodes) if n.realized is None and n.op is not Op.BUFFER]
@@ -250,7 +247,6 @@ class _BackwardPlan:
 
     def run(self, order, outputs, targets) -> None:
         """Run the plan on the buffers of a graph walked into `order`; fill the losses and the .grads."""
-        from .runtime import realize as _realize
         from .tensor import Tensor
         leaves = [order[p] for p in self.leaf_positions]
         buffers, _ = _realize.execute(self.plan, leaves, self.root_meta)

@@ -4,11 +4,16 @@ from __future__ import annotations
 import functools
 import threading
 
-_state = threading.local()
+
+class _GradMode(threading.local):
+    enabled = True   # every thread starts with gradients on
+
+
+_state = _GradMode()
 
 
 def is_grad_enabled() -> bool:
-    return getattr(_state, "enabled", True)
+    return _state.enabled
 
 
 def set_grad_enabled(mode: bool) -> None:

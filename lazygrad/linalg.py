@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import math
 
+# (tensor.py imports this module at its end, once Tensor is defined)
+from .tensor import Tensor, broadcast_shapes
+
 # PyTorch's C++ type names (in "expected m1 and m2 to have the same dtype, but got: float != long int")
 _C_NAMES = {"float32": "float", "float64": "double", "int64": "long int", "int32": "int", "bool": "bool"}
 # ... and its scalar type names ("expected scalar type Float but found Long")
@@ -30,7 +33,6 @@ def _dims(t) -> str:
 
 
 def _require_tensor(op: str, x, name: str, position: int):
-    from .tensor import Tensor
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}(): argument '{name}' (position {position}) must be Tensor, not {type(x).__name__}")
     return x
@@ -60,7 +62,6 @@ def _product(a, b):
 
 def matmul(a, b):
     """torch.matmul / `a @ b`: see the table in the module docstring."""
-    from .tensor import broadcast_shapes
     _require_tensor("matmul", a, "input", 1)
     _require_tensor("matmul", b, "other", 2)
     if a.ndim == 0 or b.ndim == 0:

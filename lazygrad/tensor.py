@@ -52,6 +52,8 @@ def _shape_str(shape) -> str:
 
 def normalize_dim(dim: int, ndim: int) -> int:
     """A dim in [-ndim, ndim) as a non-negative axis, with PyTorch's error otherwise."""
+    if dim.__class__ is int and -ndim <= dim < ndim:   # the common case (and ndim > 0)
+        return dim % ndim
     lo, hi = (-ndim, ndim - 1) if ndim > 0 else (-1, 0)
     if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
         raise TypeError(f"dim must be an int, got {type(dim).__name__}")
@@ -890,14 +892,15 @@ class Tensor:
         axes = self._axes(dim)
         node = N.reduce(op, self._node, axes) if axes else self._node
         out = Tensor._make(node, self)
-        if not keepdim:
-            out = out.reshape(tuple(s for i, s in enumerate(self.shape) if i not in axes))
+        if not keepdim and axes:
+            out = out._movement(Op.RESHAPE, tuple([s for i, s in enumerate(self._node.shape) if i not in axes]))
         return out
 
     def sum(self, dim=None, keepdim: bool = False, dtype: DType | None = None):
         x = self
         if dtype is not None:
-            x = x.to(dtype)
+            if dtype is not x.dtype:
+                x = x.to(dtype)
         elif not x.dtype.is_floating_point:
             x = x.to(dtypes.int64)
         return x._reduce(Op.SUM, dim, keepdim)
@@ -1014,23 +1017,23 @@ class Tensor:
 
     def reshape(self, *shape) -> "Tensor":
         shape = _shape_args(shape)
-        numel = self.numel()
-        unknown = [i for i, s in enumerate(shape) if s == -1]
-        if len(unknown) > 1:
-            raise RuntimeError("only one dimension can be inferred")
-        for s in shape:
-            if s < -1:
-                raise RuntimeError(f"invalid shape dimension {s}")
-        if unknown:
+        numel = math.prod(self._node.shape)
+        if shape and min(shape) < 0:   # a -1 to infer (or an invalid size)
+            unknown = [i for i, s in enumerate(shape) if s == -1]
+            if len(unknown) > 1:
+                raise RuntimeError("only one dimension can be inferred")
+            for s in shape:
+                if s < -1:
+                    raise RuntimeError(f"invalid shape dimension {s}")
             known = math.prod(s for s in shape if s != -1)
             if known == 0 or numel % known != 0:
                 raise RuntimeError(f"shape '{_shape_str(shape)}' is invalid for input of size {numel}")
             shape = tuple(numel // known if s == -1 else s for s in shape)
         if math.prod(shape) != numel:
             raise RuntimeError(f"shape '{_shape_str(shape)}' is invalid for input of size {numel}")
-        if tuple(shape) == tuple(self.shape):
+        if shape == self._node.shape:
             return self._alias()
-        return self._movement(Op.RESHAPE, tuple(shape))
+        return self._movement(Op.RESHAPE, shape)
 
     def view(self, *shape) -> "Tensor":
         if len(shape) == 1 and isinstance(shape[0], DType):
@@ -1184,9 +1187,8 @@ class Tensor:
 
     def unsqueeze(self, dim: int) -> "Tensor":
         d = normalize_dim(dim, self.ndim + 1)
-        shape = list(self.shape)
-        shape.insert(d, 1)
-        out = self.reshape(tuple(shape))
+        shape = self._node.shape
+        out = self._movement(Op.RESHAPE, shape[:d] + (1,) + shape[d:])
         out._strides = None if self._strides is None else \
             _strides_mod.Deferred(_strides_mod.unsqueezed, self._node.shape, self._strides, d)
         return out
@@ -1411,20 +1413,17 @@ class Tensor:
 
     # ---- matrix products and more: defined in lazygrad/linalg.py ----
     def __matmul__(self, other):
-        from .linalg import matmul
         if not isinstance(other, Tensor):
             return NotImplemented  # Python raises "unsupported operand type(s) for @", as with torch
-        return matmul(self, other)
+        return _linalg.matmul(self, other)
 
     def __rmatmul__(self, other):
-        from .linalg import matmul
         if not isinstance(other, Tensor):
             return NotImplemented
-        return matmul(other, self)
+        return _linalg.matmul(other, self)
 
     def matmul(self, other):
-        from .linalg import matmul
-        return matmul(self, other)
+        return _linalg.matmul(self, other)
 
     # ---- autograd entry points: defined in lazygrad/autograd.py ----
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
@@ -1666,6 +1665,8 @@ def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False) -> Tensor:
 def _shape_args(args) -> tuple:
     if len(args) == 1 and isinstance(args[0], (tuple, list, Size)):
         args = args[0]
+    if all(a.__class__ is int for a in args):   # the common case: nothing to convert or check
+        return tuple(args)
     out = []
     for a in args:
         if isinstance(a, Tensor):
@@ -1700,3 +1701,4 @@ def tensor(data, dtype: DType | None = None, device=None, requires_grad: bool = 
 
 
 from .creation import arange  # noqa: E402  (creation builds on Tensor)
+from . import linalg as _linalg  # noqa: E402  (so does linalg)

@@ -44,7 +44,16 @@ def _arg_key(arg):
     return arg
 
 
-def _forget(ref: weakref.KeyedRef) -> None:
+class _InternRef(weakref.ref):
+    """A weak reference to an interned node that knows the node's key in the table.
+
+    (What `weakref.KeyedRef` is, without its Python-level constructor: one is
+    made for every new node.)
+    """
+    __slots__ = ("key",)
+
+
+def _forget(ref: _InternRef) -> None:
     """Called by Python when an interned node dies: drop its entry from the table."""
     if Node._interned.get(ref.key) is ref:   # (the key may already name a newer node)
         del Node._interned[ref.key]
@@ -58,7 +67,7 @@ class Node:
     # every tensor operation looks a node up here, and the plain dict's
     # lookup runs in C. A node is not kept alive by the table: when the last
     # graph using it is gone, `_forget` removes its entry.)
-    _interned: "dict[tuple, weakref.KeyedRef]" = {}
+    _interned: "dict[tuple, _InternRef]" = {}
 
     def __new__(cls, op: Op, src: tuple = (), arg=None, dtype: DType = dtypes.float32, shape: tuple = ()):
         key = (op, src, ("float", repr(arg)) if isinstance(arg, float) else arg, dtype, shape)  # as _arg_key
@@ -70,7 +79,8 @@ class Node:
         node = object.__new__(cls)
         node.op, node.src, node.arg, node.dtype, node.shape = op, src, arg, dtype, shape
         node.realized = None
-        cls._interned[key] = weakref.KeyedRef(node, _forget, key)
+        ref = cls._interned[key] = _InternRef(node, _forget)
+        ref.key = key
         return node
 
     # Nodes are interned: identity is equality.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from .conftest import PHASES, Counter, examples, long_run
+from .conftest import PHASES, Counter, examples, long_run, seeded
 from .graph import finite_difference_check, gradients_lazygrad, probe_backward
 from .strategies import features, graphs
 
@@ -25,6 +25,7 @@ def autograd(worker):
     COUNT.log()
 
 
+@seeded
 @settings(max_examples=examples(60), deadline=None, derandomize=not long_run(),
           suppress_health_check=list(HealthCheck), print_blob=True, phases=PHASES)
 @given(graph=graphs(feats=FEATURES, grad=True, max_ops=6))

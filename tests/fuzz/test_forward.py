@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import HealthCheck, given, settings
 
-from .conftest import PHASES, Counter, examples, long_run
+from .conftest import PHASES, Counter, examples, long_run, seeded
 from .graph import compare_outputs, evaluate_lazygrad, run_numpy
 from .strategies import features, graphs
 
@@ -30,6 +30,7 @@ def _settings(default):
                     phases=PHASES)
 
 
+@seeded
 @_settings(150)
 @given(graph=graphs(feats=FEATURES))
 def test_forward_matches_numpy(worker, graph):
@@ -41,6 +42,7 @@ def test_forward_matches_numpy(worker, graph):
     compare_outputs(graph, got, ref64, ref32)
 
 
+@seeded
 @_settings(40)
 @given(graph=graphs(feats=FEATURES, max_ops=14))
 def test_forward_long_chains(worker, graph):
