@@ -63,6 +63,8 @@ def normalize_dim(dim: int, ndim: int) -> int:
 
 
 def broadcast_shapes(a: tuple, b: tuple) -> tuple:
+    if a == b:
+        return tuple(a)
     n = max(len(a), len(b))
     a1 = (1,) * (n - len(a)) + tuple(a)
     b1 = (1,) * (n - len(b)) + tuple(b)
@@ -626,7 +628,9 @@ class Tensor:
         neg = self < 0
         out = where(neg, -self, self)
         if self.dtype.is_floating_point:
-            out = out + 0.0  # abs(-0.0) is +0.0
+            # abs(-0.0) is +0.0; and at 0 the gradient is 0 (PyTorch's sign(0)), not 1: that element comes
+            # from x * 0 (which keeps nan: abs(nan) is nan)
+            out = where(self > 0, self, where(neg, -self, self * 0.0)) + 0.0
         return out
 
     absolute = abs
@@ -650,7 +654,9 @@ class Tensor:
         # Kahan's expm1: with u = exp(x), (u - 1) * x / log(u) is accurate where exp(x) - 1 cancels
         u = x.exp()
         um1 = u - 1.0
-        out = um1 * (x / where(um1 == 0, 1.0, u.log()))  # x / log(u) is about 1: no overflow
+        # x / log(u) is about 1: no overflow. Where u underflowed to 0 the branch is unused; log(0.5)
+        # stands in for log(0) there, so that its gradient is not 0 * inf = nan
+        out = um1 * (x / where(um1 == 0, 1.0, where(um1 == -1.0, 0.5, u).log()))
         out = where(um1 == 0, x, out)                   # u rounds to 1: expm1(x) = x (keeps -0.0)
         out = where(u == float("inf"), u, out)          # overflow
         return where(um1 == -1.0, um1, out)             # underflow: -1
@@ -696,7 +702,15 @@ class Tensor:
 
     def sigmoid(self):
         x = self._float_input()
-        return (1.0 + (-x).exp()).reciprocal()
+        # 1 / (1 + exp(-x)) for x >= 0 and exp(x) / (1 + exp(x)) for x < 0, each fed only the inputs of
+        # its own side: no exp overflows, so no 0 * inf = nan in the gradient (x < -88 in float32)
+        xp = where(x >= 0, x, 0.0)
+        xn = where(x < 0, x, 0.0)
+        en = xn.exp()
+        # PyTorch's 1 / (1 + exp(-x)) is exactly 0 once exp(-x) overflows: so is this
+        overflow = -math.log(np.finfo(x.dtype.np).max)
+        out = where(x >= 0, (1.0 + (-xp).exp()).reciprocal(), where(x < overflow, 0.0, en / (1.0 + en)))
+        return where(x != x, x * x, out)  # sigmoid(nan) is nan (and so is its gradient: 2 * nan)
 
     def tanh(self):
         x = self._float_input()
@@ -971,11 +985,17 @@ class Tensor:
         out_dtype = x.dtype if x.dtype.is_floating_point else dtypes.int64
         # product = sign * exp(sum(log|x|)), computed in float64 so that integer products stay exact
         xd = x.to(dtypes.float64)
-        magnitude = xd.abs().log2().sum(dim, keepdim).exp2()
+        zero = xd == 0
+        # the nonzero elements' product; a zero stands in as 1 (log(0) would make every gradient nan)
+        magnitude = where(zero, 1.0, xd).abs().log2().sum(dim, keepdim).exp2()
         negatives = (xd < 0).sum(dim, keepdim)
-        has_zero = (xd == 0).sum(dim, keepdim) > 0
+        zeros = zero.sum(dim, keepdim)
+        has_zero = zeros > 0
         sign = 1.0 - 2.0 * (negatives % 2).to(dtypes.float64)
-        out = where(has_zero, 0.0, magnitude * sign)
+        # times the zeros' factor: 1 without a zero; with exactly one, that element itself, so that the
+        # gradient there is the product of the others (as in PyTorch); 0 with more
+        factor = where(zeros == 1, where(zero, xd, 0.0).sum(dim, keepdim), where(has_zero, 0.0, 1.0))
+        out = magnitude * sign * factor
         if out_dtype.is_floating_point:  # 0 * inf and anything * nan are nan
             has_nan = (xd != xd).sum(dim, keepdim) > 0
             has_inf = (xd.abs() == float("inf")).sum(dim, keepdim) > 0
@@ -1446,7 +1466,7 @@ class Size(tuple):
 
 def _shape_of(x) -> tuple:
     if isinstance(x, Tensor):
-        return tuple(x.shape)
+        return x._node.shape
     if isinstance(x, (list, tuple, np.ndarray)):
         return np.shape(x)
     return ()

@@ -572,9 +572,14 @@ class Lowerer:
     def plan_upcast(self, out_vars: dict):
         """(m_axis, U, n_axis, R) for the register-blocked nest, or None when the plain nest is better.
 
-        The blocked nest pays off when the kernel's one reduction would walk
-        memory with a stride along its innermost reduced axis but contiguously
-        (or not at all) along the output's last axis.
+        The blocked nest pays off for a product (one operand shared by the
+        rows, another by the columns: each loaded value then serves several
+        multiply-adds), and otherwise when the kernel's one reduction would
+        walk memory with a stride along its innermost reduced axis but
+        contiguously (or not at all) along the output's last axis. The
+        decision reads the address expressions of the loads (`leaf_addresses`)
+        under both loop orders, with placeholder variables ("?u" a column of
+        the block, "?n" a row, "?r<axis>" a reduced axis).
         """
         if len(self.reduces) != 1:
             return None

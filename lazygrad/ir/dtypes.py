@@ -5,6 +5,8 @@ module-level singletons, so dtypes compare with `is` (and `==`).
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -109,11 +111,13 @@ def _combine_categories(higher: DType | None, lower: DType | None) -> DType | No
     return higher
 
 
+@functools.lru_cache(maxsize=None)
 def result_type(*operands) -> DType:
     """PyTorch's `torch.result_type` for a mix of operands.
 
     Each operand is given as a pair (dtype, priority) with priority
     2 = tensor with dims, 1 = 0-d tensor, 0 = Python number.
+    (Remembered per combination: there are few, and every binary op asks.)
     """
     by_priority: list[DType | None] = [None, None, None]
     for dtype, priority in operands:

@@ -113,6 +113,7 @@ class BufferPool:
         self.bytes = 0
         self.limit = limit_bytes
         self.dying: list = []  # arrays of garbage Buffers, pooled by `take` when no one else uses them
+        self.watched: dict = {}  # weak reference to a live Buffer -> its array (see recycle_when_dead)
 
     def take(self, np_dtype, numel: int) -> np.ndarray:
         self._collect_dying()
@@ -150,8 +151,13 @@ class BufferPool:
         still refers to it: a NumPy view handed out by `.numpy()`, or another
         Buffer sharing it.
         """
-        finalizer = weakref.finalize(buffer, self.dying.append, buffer.data)
-        finalizer.atexit = False
+        # (a weak reference with a callback: like weakref.finalize, which costs several times more)
+        self.watched[weakref.ref(buffer, self._buffer_died)] = buffer.data
+
+    def _buffer_died(self, ref) -> None:
+        arr = self.watched.pop(ref, None)
+        if arr is not None:
+            self.dying.append(arr)
 
     def _collect_dying(self) -> None:
         """Pool the arrays of dead Buffers that nothing else refers to any more.

@@ -19,10 +19,13 @@ import traceback
 import numpy as np
 from hypothesis import HealthCheck, Phase, find, given, settings, seed as hseed
 
-from .graph import (Graph, compare_outputs, evaluate_lazygrad, finite_difference_check, gradients_lazygrad,
-                    probe_backward, run_numpy)
+from .graph import (Graph, compare_outputs, evaluate_lazygrad, evaluate_lazygrad_sliced, finite_difference_check,
+                    gradients_lazygrad, probe_backward, run_numpy)
 from .strategies import features, graphs
 from .worker import Worker, WorkerCrashed, WorkerError
+
+
+SLICED = False
 
 
 def check(worker: Worker, graph: Graph, grad: bool) -> None:
@@ -30,7 +33,8 @@ def check(worker: Worker, graph: Graph, grad: bool) -> None:
         grads = worker.call(gradients_lazygrad, graph, label=repr(graph))
         finite_difference_check(graph, grads)
     else:
-        got = worker.call(evaluate_lazygrad, graph, label=repr(graph))
+        fn = evaluate_lazygrad_sliced if SLICED else evaluate_lazygrad
+        got = worker.call(fn, graph, label=repr(graph))
         compare_outputs(graph, got, run_numpy(graph, np.float64), run_numpy(graph, np.float32))
 
 
@@ -63,7 +67,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--max-ops", type=int, default=10)
     ap.add_argument("--shrink", action="store_true")
+    ap.add_argument("--sliced", action="store_true", help="split every kernel across 3 threads")
     args = ap.parse_args(argv)
+    global SLICED
+    SLICED = args.sliced
 
     feats = features()
     worker = Worker()
@@ -73,6 +80,7 @@ def main(argv=None) -> int:
             print(f"backward() is not usable: {status}")
             return 2
     failures: dict[str, list] = {}
+    first_seen: dict[str, int] = {}   # signature -> number of the graph that showed it first (to replay a run)
     count = [0]
     t0 = time.time()
 
@@ -86,6 +94,7 @@ def main(argv=None) -> int:
         except Exception as e:  # noqa: BLE001
             sig = signature(graph, e)
             failures.setdefault(sig, []).append((graph, e))
+            first_seen.setdefault(sig, count[0])
         if count[0] % 500 == 0:
             print(f"... {count[0]} graphs, {len(failures)} distinct failures, {time.time() - t0:.0f} s",
                   flush=True)
@@ -98,7 +107,7 @@ def main(argv=None) -> int:
     for sig, items in sorted(failures.items(), key=lambda kv: -len(kv[1])):
         graph, exc = min(items, key=lambda ge: (len(ge[0].nodes), len(repr(ge[0]))))
         print("=" * 100)
-        print(f"{sig}  ({len(items)} graphs)")
+        print(f"{sig}  ({len(items)} graphs, first at graph #{first_seen[sig]})")
         if args.shrink:
             graph, exc = shrink(sig, graph, feats, args)
         text = str(exc)

@@ -23,8 +23,7 @@ alarms without leaving those ops out.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -332,6 +331,16 @@ def evaluate_lazygrad(graph: Graph) -> list:
     if graph.joint_realize:
         lazygrad.realize(*outs)
     return [np.array(t.numpy(), copy=True) for t in outs]
+
+
+def evaluate_lazygrad_sliced(graph: Graph) -> list:
+    """evaluate_lazygrad with every kernel split into slices of its outer loop run on a thread pool:
+    the split is normally kept for big kernels only, which the fuzzer's small graphs never are."""
+    import os
+    from lazygrad.runtime import cpu
+    cpu.PARALLEL_WORK_THRESHOLD = 0
+    os.environ["LAZYGRAD_THREADS"] = "3"
+    return evaluate_lazygrad(graph)
 
 
 def evaluate_torch(graph: Graph) -> list:

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from .conftest import PHASES, Counter, examples, long_run, seeded
-from .graph import compare_outputs, evaluate_lazygrad, run_numpy
+from .graph import compare_outputs, evaluate_lazygrad, evaluate_lazygrad_sliced, run_numpy
+from .worker import Worker
 from .strategies import features, graphs
 
 FEATURES = features()
@@ -49,4 +50,22 @@ def test_forward_long_chains(worker, graph):
     """Longer graphs: more fusion decisions, more kernels per schedule."""
     COUNT.count += 1
     got = worker.call(evaluate_lazygrad, graph, label=repr(graph))
+    compare_outputs(graph, got, run_numpy(graph, np.float64), run_numpy(graph, np.float32))
+
+
+@pytest.fixture(scope="module")
+def sliced_worker():
+    """A worker of its own: evaluate_lazygrad_sliced changes its process for good."""
+    w = Worker()
+    yield w
+    w.close()
+
+
+@seeded
+@_settings(40)
+@given(graph=graphs(feats=FEATURES))
+def test_forward_with_kernels_split_across_threads(sliced_worker, graph):
+    """Every kernel run as slices [start, end) of its outer loop on 3 threads, as big kernels are."""
+    COUNT.count += 1
+    got = sliced_worker.call(evaluate_lazygrad_sliced, graph, label=repr(graph))
     compare_outputs(graph, got, run_numpy(graph, np.float64), run_numpy(graph, np.float32))

@@ -90,3 +90,35 @@ def test_sum_of_products_with_an_infinite_constant():
     y = lg.tensor([1.0, -1.0, 1.0])
     assert np.isnan((y * float("inf")).sum().item())
     assert np.isnan((y / 0.0).sum().item())
+
+
+def test_tanh_gradient_of_a_large_argument_is_finite(worker):
+    """Backward fuzzer: tanh'(x) was nan for |x| > ~400 (float64): expm1's unused underflow branch took
+    log(0) and its gradient 0 * inf = nan leaked through where(). Same family: sigmoid'(x < -88) in float32."""
+    from .graph import finite_difference_check, gradients_lazygrad
+    g = Graph("float64", (Input((2,), "float", 860, "wide", True), Input((2,), "float", 208, "wide", True),
+                          Op("dot", (0, 1)), Op("mul", (2, 2)), Op("scalar", (3,), ("add", 0.5, False)),
+                          Op("tanh", (4,))), (5,), ("float",), False, 860)
+    grads = worker.call(gradients_lazygrad, g, label=repr(g))
+    finite_difference_check(g, grads)
+    x = lg.tensor([400.0, -1e4], dtype=lg.float64, requires_grad=True)
+    x.tanh().sum().backward()
+    assert x.grad.tolist() == [0.0, 0.0]
+    y = lg.tensor([-400.0, -89.0], requires_grad=True)
+    y.sigmoid().sum().backward()
+    assert np.isfinite(y.grad.numpy()).all()
+
+
+def test_prod_gradient_at_zero(worker):
+    """Backward fuzzer: prod as exp(sum(log|x|)) gave nan gradients as soon as an element was 0
+    (PyTorch: the product of the other elements)."""
+    from .graph import finite_difference_check, gradients_lazygrad
+    g = Graph("float64", (Input((), "float", 101, "positive", True), Op("sub", (0, 0)),
+                          Op("prod", (1,), (0, True))), (2,), ("float",), False, 7)
+    finite_difference_check(g, worker.call(gradients_lazygrad, g, label=repr(g)))
+    x = lg.tensor([2.0, 0.0, 3.0], requires_grad=True)
+    x.prod().backward()
+    assert x.grad.tolist() == [0.0, 6.0, 0.0]
+    y = lg.tensor([[1.0, 0.0, 2.0], [3.0, 4.0, 0.0]], requires_grad=True)
+    y.prod(1).sum().backward()
+    assert y.grad.tolist() == [[0.0, 2.0, 0.0], [0.0, 0.0, 12.0]]
