@@ -106,7 +106,8 @@ def _grad_targets(inputs):
                 raise RuntimeError("One of the differentiated Tensors does not require grad")
         return targets
     targets = [t for t in _leaves if t._requires_grad and t._is_leaf]
-    targets += [t for t in _retained if t._requires_grad]
+    if _retained:
+        targets += [t for t in _retained if t._requires_grad]
     return targets
 
 

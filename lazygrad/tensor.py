@@ -531,7 +531,14 @@ class Tensor:
                                "Use the `^` or `logical_xor()` operator instead.")
         if alpha != 1:
             other = other * alpha
-        return self + (-other if isinstance(other, Tensor) else -other)
+        if isinstance(other, Tensor):
+            a, b = self._node, other._node
+            if (a.shape == b.shape and a.dtype is b.dtype and a.dtype.category == 2 and self._strides is None
+                    and other._strides is None and (not other._requires_grad or is_grad_enabled())):
+                # the common case, built in one step: the same graph as self + (-other) below
+                return Tensor._make(N.binary(Op.ADD, a, N.unary(Op.NEG, b)), self, other)
+            return self + (-other)
+        return self + (-other)
 
     def __sub__(self, other):
         return self.sub(other)
@@ -925,8 +932,9 @@ class Tensor:
             name = {"int64": "Long", "int32": "Int", "bool": "Bool"}[x.dtype.name]
             raise RuntimeError("mean(): could not infer output dtype. Input dtype must be either a floating "
                                f"point or complex dtype. Got: {name}")
-        count = math.prod(x.shape[a] for a in x._axes(dim))
-        return x.sum(dim, keepdim) * (1.0 / count if count else float("nan"))
+        axes = x._axes(dim)
+        count = math.prod(x._node.shape[a] for a in axes)
+        return x._reduce(Op.SUM, dim, keepdim) * (1.0 / count if count else float("nan"))  # (= x.sum(dim, keepdim))
 
     def var(self, dim=None, unbiased: bool = True, keepdim: bool = False, correction=None):
         if correction is None:

@@ -11,6 +11,7 @@ value is never computed again.
 from __future__ import annotations
 
 import math
+import struct
 import weakref
 
 from . import dtypes
@@ -37,10 +38,10 @@ class Buffer:
         return f"Buffer({self.device}, {self.dtype.name}, numel={self.numel})"
 
 
-def _arg_key(arg):
-    # 0.0 == -0.0 and nan != nan, so floats are keyed by their repr.
+def arg_key(arg):
+    """A node's arg as a dict key. 0.0 == -0.0 and nan != nan, so a float is keyed by its bits."""
     if isinstance(arg, float):
-        return ("float", repr(arg))
+        return ("float", struct.pack("<d", arg))
     return arg
 
 
@@ -70,7 +71,7 @@ class Node:
     _interned: "dict[tuple, _InternRef]" = {}
 
     def __new__(cls, op: Op, src: tuple = (), arg=None, dtype: DType = dtypes.float32, shape: tuple = ()):
-        key = (op, src, ("float", repr(arg)) if isinstance(arg, float) else arg, dtype, shape)  # as _arg_key
+        key = (op, src, ("float", struct.pack("<d", arg)) if isinstance(arg, float) else arg, dtype, shape)  # arg_key
         ref = cls._interned.get(key)
         if ref is not None:
             node = ref()

@@ -114,6 +114,9 @@ class BufferPool:
         self.limit = limit_bytes
         self.dying: list = []  # arrays of garbage Buffers, pooled by `take` when no one else uses them
         self.watched: dict = {}  # weak reference to a live Buffer -> its array (see recycle_when_dead)
+        # id(array) -> the address of its data, for every live array this pool allocated: kernels take
+        # raw pointers, and NumPy's `arr.ctypes.data` costs more than launching a small kernel
+        self.addresses: dict[int, int] = {}
 
     def take(self, np_dtype, numel: int) -> np.ndarray:
         self._collect_dying()
@@ -124,12 +127,21 @@ class BufferPool:
             return arr
         stats.bump("buffers_allocated")
         try:
-            return np.empty(numel, dtype=np_dtype)
+            arr = np.empty(numel, dtype=np_dtype)
         except (MemoryError, ValueError) as e:  # ValueError: a size NumPy cannot even represent
             nbytes = numel * np.dtype(np_dtype).itemsize
             raise OutOfMemoryError(f"lazygrad: cannot allocate a buffer of {numel} elements of "
                                    f"{np.dtype(np_dtype).name} ({nbytes} bytes, {nbytes / 2 ** 30:.1f} GiB): "
                                    f"{e}") from None
+        self.addresses[id(arr)] = arr.ctypes.data
+        forget = weakref.finalize(arr, self.addresses.pop, id(arr), None)  # (once freed, its id may be reused)
+        forget.atexit = False
+        return arr
+
+    def address(self, arr: np.ndarray) -> int:
+        """The address of an array's data, to pass to a kernel."""
+        address = self.addresses.get(id(arr))
+        return address if address is not None else arr.ctypes.data
 
     def give(self, arr: np.ndarray) -> None:
         if self.bytes + arr.nbytes > self.limit:
@@ -184,7 +196,7 @@ def launch(kernel: CompiledKernel, arrays: list, program: Program | None = None)
     """
     program = program or kernel.program
     size = program.outer_size
-    pointers = [a.ctypes.data if a is not None else None for a in arrays]  # None: the error flag, set below
+    pointers = [pool.address(a) if a is not None else None for a in arrays]  # None: the error flag, set below
     pointers += [None] * (len(program.params) - len(pointers))  # scratch parameters, set below
     error_param = program.error_param
     workers = 1   # (a small kernel runs on the calling thread: the thread count is not even looked up)
@@ -202,7 +214,7 @@ def launch(kernel: CompiledKernel, arrays: list, program: Program | None = None)
         for param, numel in program.scratch.items():
             arr = pool.take(program.params[param][0].np, max(numel, 1))
             scratch.append(arr)
-            args[param] = arr.ctypes.data
+            args[param] = pool.address(arr)
         worker_args.append(args)
 
     stats.bump("kernels_launched")

@@ -20,7 +20,7 @@ import time
 
 from .. import stats
 from ..codegen.lower import lower
-from ..ir.node import Buffer, Node, toposort
+from ..ir.node import Buffer, Node, arg_key, toposort
 from ..ir.ops import Op
 from ..ir.passes import run_pipeline
 from .. import devices
@@ -101,7 +101,7 @@ def _structure(roots: list[Node], through: bool = False):
         if op is CONST:
             # by value even when an earlier realisation attached a buffer to this (interned) node: kernels
             # render constants into their code, so two graphs differing in a constant must not share a plan
-            part = ("C", repr(node.arg), node.dtype, node.shape)
+            part = ("C", arg_key(node.arg), node.dtype, node.shape)
         elif op is BUFFER:
             part = ("L", node.dtype, node.shape)
             leaves.append(node)
