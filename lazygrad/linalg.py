@@ -64,6 +64,8 @@ def matmul(a, b):
     """torch.matmul / `a @ b`: see the table in the module docstring."""
     _require_tensor("matmul", a, "input", 1)
     _require_tensor("matmul", b, "other", 2)
+    if a.ndim == 2 and b.ndim == 2:   # the most common case first
+        return mm(a, b)
     if a.ndim == 0 or b.ndim == 0:
         raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are {a.ndim}D and {b.ndim}D")
     if a.ndim == 1 and b.ndim == 1:

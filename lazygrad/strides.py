@@ -168,8 +168,9 @@ def check_view(t, new_shape) -> None:
 # None for contiguous, a tuple, or a Deferred) rather than the tensor itself,
 # so that they can run later, when someone asks (see `Deferred`).
 
-def after_movement(shape, layout, op_name: str, arg, out_shape):
+def after_movement(shape, layout, op, arg, out_shape):
     """Strides (or None for contiguous) of a movement op's result, given its input's shape and layout."""
+    op_name = op.name   # (the IR's Op: lazygrad/ir/ops.py)
     if layout is None and op_name in ("RESHAPE", "PAD"):
         return None
     old = _full(shape, layout)

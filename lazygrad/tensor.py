@@ -441,8 +441,14 @@ class Tensor:
         if requires_grad and not is_grad_enabled():
             node = stop_gradient(node)  # built under no_grad: no gradient may flow through it later
             requires_grad = False
-        out = Tensor._from_node(node, requires_grad)
-        out._strides = strides
+        out = object.__new__(Tensor)   # (Tensor._from_node written out: this runs for every operation)
+        out._node = node
+        out.grad = None
+        out._requires_grad = requires_grad
+        out._is_leaf = not requires_grad
+        out._version = 0
+        if strides is not None:
+            out._strides = strides
         return out
 
     def _priority(self) -> int:
@@ -458,8 +464,14 @@ class Tensor:
             na = a._node
             if isinstance(b, Tensor):
                 nb = b._node
-                if na.dtype is nb.dtype and na.shape == nb.shape:
-                    return na, nb, na.dtype
+                if na.dtype is nb.dtype:   # (one dtype: nothing to promote)
+                    if na.shape == nb.shape:
+                        return na, nb, na.dtype
+                    try:
+                        shape = broadcast_shapes(na.shape, nb.shape)
+                    except RuntimeError as e:
+                        raise RuntimeError(f"{op_name}: {e}") from None
+                    return _broadcast_node(na, shape), _broadcast_node(nb, shape), na.dtype
             elif (b.__class__ is float or b.__class__ is int) and na.dtype.category == 2:
                 return na, N.const(b, na.dtype, na.shape), na.dtype
         elif isinstance(b, Tensor) and (a.__class__ is float or a.__class__ is int) and b._node.dtype.category == 2:
@@ -1040,7 +1052,7 @@ class Tensor:
         if self._strides is not None or op is Op.PERMUTE or op is Op.EXPAND or op is Op.SHRINK or op is Op.FLIP:
             # (a reshape or pad of a contiguous tensor is contiguous: nothing to compute)
             out._strides = _strides_mod.Deferred(_strides_mod.after_movement, self._node.shape, self._strides,
-                                                 op.name, arg, out._node.shape)
+                                                 op, arg, out._node.shape)
         return out
 
     def reshape(self, *shape) -> "Tensor":
@@ -1131,7 +1143,7 @@ class Tensor:
     def t(self) -> "Tensor":
         if self.ndim > 2:
             raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {self.ndim}D")
-        return self.transpose(0, 1) if self.ndim == 2 else self._alias()
+        return self._movement(Op.PERMUTE, (1, 0)) if self.ndim == 2 else self._alias()  # = transpose(0, 1)
 
     @property
     def T(self) -> "Tensor":

@@ -19,7 +19,7 @@ from . import llvm as llvm_backend
 
 _MAGIC = b"LGK1"
 # Bumped whenever what an entry holds changes (e.g. how its symbol is named), so old entries are never used.
-FORMAT_VERSION = "2"
+FORMAT_VERSION = "3"  # 3: objects use the large code model
 
 
 def cache_dir() -> str | None:

@@ -58,12 +58,20 @@ def _is_bool(dtype) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def host_target_machine():
+    """The target machine that emits kernels' object code for this CPU.
+
+    The "large" code model makes every address in the object a full 64-bit
+    absolute one. The JIT places an object's code and its constants in separate
+    memory mappings that can end up more than 2 GB apart once the process has
+    allocated a lot; the default model's 32-bit PC-relative references then
+    overflow and LLVM aborts the whole process while loading the object.
+    """
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     target = llvm.Target.from_default_triple()
     return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
                                         features=llvm.get_host_cpu_features().flatten(),
-                                        opt=3, codemodel="default", reloc="pic")
+                                        opt=3, codemodel="large", reloc="static")
 
 
 def host_description() -> str:

@@ -159,8 +159,11 @@ def movement(op: Op, x: Node, arg) -> Node:
     return Node(op, (x,), arg, x.dtype, shape)
 
 
+_SHAPE_IS_ARG = frozenset({Op.RESHAPE, Op.EXPAND})
+
+
 def movement_shape(op: Op, shape: tuple, arg) -> tuple:
-    if op in (Op.RESHAPE, Op.EXPAND):
+    if op in _SHAPE_IS_ARG:
         return tuple(arg)
     if op is Op.PERMUTE:
         return tuple(shape[i] for i in arg)

@@ -103,7 +103,8 @@ class _Engine:
         llvm.initialize_native_asmprinter()
         for name, cb in _CALLBACKS.items():
             llvm.add_symbol(name, ctypes.cast(cb, ctypes.c_void_p).value)
-        tm = llvm.Target.from_default_triple().create_target_machine(opt=0)
+        # the large code model: see lazygrad.codegen.llvm.host_target_machine (no 32-bit relocations)
+        tm = llvm.Target.from_default_triple().create_target_machine(opt=0, codemodel="large")
         self.triple, self.layout = llvm.get_process_triple(), str(tm.target_data)
         self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
         self.lock = threading.Lock()
