@@ -63,8 +63,10 @@ def normalize_dim(dim: int, ndim: int) -> int:
 
 
 def broadcast_shapes(a: tuple, b: tuple) -> tuple:
-    if a == b:
+    if a == b or not b:   # (the common cases: equal shapes, or a 0-d operand)
         return tuple(a)
+    if not a:
+        return tuple(b)
     n = max(len(a), len(b))
     a1 = (1,) * (n - len(a)) + tuple(a)
     b1 = (1,) * (n - len(b)) + tuple(b)

@@ -113,7 +113,10 @@ class Optimizer:
                     if p.grad is None:
                         continue
                     state = self.state.setdefault(p, {})
-                    new_values.append((p, self._update(p, p.grad, group, state)))
+                    # p's current value as a plain tensor: built from p itself under no_grad, every
+                    # update would end in a stop_gradient node, one more node per parameter per step
+                    value = Tensor._from_node(p._node)
+                    new_values.append((p, self._update(value, p.grad, group, state)))
                     new_state += [v for v in state.values()
                                   if isinstance(v, Tensor) and v._node.op is not Op.BUFFER]
         # one schedule for every update; realize() rebinds each result to its own buffer

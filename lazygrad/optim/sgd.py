@@ -45,5 +45,5 @@ class SGD(Optimizer):
                 buf = state["momentum_buffer"] * momentum + g
             state["momentum_buffer"] = buf
             g = g + momentum * buf if group["nesterov"] else buf
-        lr = self._scalar("lr", group["lr"], p)
-        return p - lr * g
+        neg_lr = self._scalar("-lr", -group["lr"], p)
+        return p + neg_lr * g   # p - lr * g, computed as PyTorch does: param.add_(grad, alpha=-lr)

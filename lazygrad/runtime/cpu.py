@@ -114,12 +114,13 @@ class BufferPool:
         self.limit = limit_bytes
         self.dying: list = []  # arrays of garbage Buffers, pooled by `take` when no one else uses them
         self.watched: dict = {}  # weak reference to a live Buffer -> its array (see recycle_when_dead)
-        # id(array) -> the address of its data, for every live array this pool allocated: kernels take
-        # raw pointers, and NumPy's `arr.ctypes.data` costs more than launching a small kernel
+        # id(array) -> the address of its data, for every live array a kernel was given (or this pool
+        # allocated): kernels take raw pointers, and NumPy's `arr.ctypes.data` costs more than a small kernel
         self.addresses: dict[int, int] = {}
 
     def take(self, np_dtype, numel: int) -> np.ndarray:
-        self._collect_dying()
+        if self.dying:
+            self._collect_dying()
         arrays = self.free.get((np_dtype, numel))
         if arrays:
             arr = arrays.pop()
@@ -133,15 +134,17 @@ class BufferPool:
             raise OutOfMemoryError(f"lazygrad: cannot allocate a buffer of {numel} elements of "
                                    f"{np.dtype(np_dtype).name} ({nbytes} bytes, {nbytes / 2 ** 30:.1f} GiB): "
                                    f"{e}") from None
-        self.addresses[id(arr)] = arr.ctypes.data
-        forget = weakref.finalize(arr, self.addresses.pop, id(arr), None)  # (once freed, its id may be reused)
-        forget.atexit = False
+        self.address(arr)
         return arr
 
     def address(self, arr: np.ndarray) -> int:
-        """The address of an array's data, to pass to a kernel."""
+        """The address of an array's data, to pass to a kernel (remembered while the array lives)."""
         address = self.addresses.get(id(arr))
-        return address if address is not None else arr.ctypes.data
+        if address is None:
+            address = self.addresses[id(arr)] = arr.ctypes.data
+            forget = weakref.finalize(arr, self.addresses.pop, id(arr), None)  # (once freed, its id may be reused)
+            forget.atexit = False
+        return address
 
     def give(self, arr: np.ndarray) -> None:
         if self.bytes + arr.nbytes > self.limit:
@@ -197,7 +200,7 @@ def launch(kernel: CompiledKernel, arrays: list, program: Program | None = None)
     program = program or kernel.program
     size = program.outer_size
     addresses = pool.addresses   # (pool.address(a), written out: this runs for every array of every launch)
-    pointers = [None if a is None else addresses.get(id(a)) or a.ctypes.data for a in arrays]  # None: the error flag
+    pointers = [None if a is None else addresses.get(id(a)) or pool.address(a) for a in arrays]  # None: error flag
     pointers += [None] * (len(program.params) - len(pointers))  # scratch parameters, set below
     error_param = program.error_param
     workers = 1   # (a small kernel runs on the calling thread: the thread count is not even looked up)

@@ -49,17 +49,23 @@ class Step:
 
 
 class Plan:
-    def __init__(self, steps, root_slots, tmp_meta, last_use, record, backend=cpu):
+    def __init__(self, steps, root_slots, tmp_meta, last_use, record, backend=cpu, n_leaves: int = 0):
         self.backend = backend          # the runtime module that compiles and runs it (cpu or cuda)
         self.steps = steps
         self.root_slots = root_slots    # per root: ("leaf", i) / ("tmp", j) / ("const", node)
         self.tmp_meta = tmp_meta        # per tmp: (dtype, numel)
         self.last_use = last_use        # per tmp: index of the last step that reads it
         self.record = record            # pipeline stages of the first graph, for inspection
-        # worked out once here rather than at every run:
+        # Worked out once here rather than at every run. At run time the arrays sit in one list:
+        # the leaves' first, then the temporaries' (tmp j at n_leaves + j).
+        self.n_leaves = n_leaves
         self.root_tmps = {j for kind, j in root_slots if kind == "tmp"}
-        for i, step in enumerate(steps):   # the intermediates to free once step i has run
-            step.frees = [j for kind, j in dict.fromkeys(step.inputs)
+        for i, step in enumerate(steps):
+            dtype, numel = tmp_meta[step.output_slot[1]]
+            step.output = (n_leaves + step.output_slot[1], dtype.np, numel)   # where, and what to allocate
+            step.reads = [n_leaves + step.output_slot[1]] + [j if kind == "leaf" else n_leaves + j
+                                                             for kind, j in step.inputs]   # its arrays, in order
+            step.frees = [n_leaves + j for kind, j in dict.fromkeys(step.inputs)   # intermediates to free after it
                           if kind == "tmp" and last_use.get(j) == i and j not in self.root_tmps]
 
 
@@ -98,20 +104,20 @@ def _structure(roots: list[Node], through: bool = False):
         if place is not None:
             return place
         op = node.op
-        if op is CONST:
+        if node.realized is None and op is not CONST and op is not BUFFER:   # an operation: most nodes
+            src = node.src   # (one or two sources are visited without a loop: this is the hot path)
+            places = (visit(src[0]),) if len(src) == 1 else \
+                (visit(src[0]), visit(src[1])) if len(src) == 2 else tuple([visit(s) for s in src])
+            part = (op, node.arg, node.dtype, node.shape, places)
+        elif op is CONST:
             # by value even when an earlier realisation attached a buffer to this (interned) node: kernels
             # render constants into their code, so two graphs differing in a constant must not share a plan
             part = ("C", arg_key(node.arg), node.dtype, node.shape)
-        elif op is BUFFER:
+        elif op is BUFFER or not through:
             part = ("L", node.dtype, node.shape)
             leaves.append(node)
-        elif node.realized is None:
-            part = (op, node.arg, node.dtype, node.shape, tuple([visit(s) for s in node.src]))
-        elif through:
+        else:   # a realized node, walked through
             part = ("R", op, node.arg, node.dtype, node.shape, tuple([visit(s) for s in node.src]))
-            leaves.append(node)
-        else:
-            part = ("L", node.dtype, node.shape)
             leaves.append(node)
         place = position[id(node)] = len(order)
         order.append(node)
@@ -189,7 +195,7 @@ def _build_plan(roots: list[Node], leaves: list[Node], backend=cpu) -> Plan:
     for kind, j in root_slots:
         if kind == "tmp":
             last_use[j] = len(steps)  # roots live on
-    return Plan(steps, root_slots, tmp_meta, last_use, record, backend)
+    return Plan(steps, root_slots, tmp_meta, last_use, record, backend, len(leaves))
 
 
 def realize(nodes: list[Node], device: str | None = None):
@@ -246,20 +252,19 @@ def execute(plan: Plan, leaves: list[Node], root_meta: list[tuple], level: int =
     their last reader has run.
     """
     backend = plan.backend
+    pool = backend.pool
     leaf_buffers = [_buffer_of(n) for n in leaves] if backend is cpu else _leaf_buffers(plan, leaves)
-    leaf_arrays = [b.data for b in leaf_buffers]
-    tmp_arrays: list = [None] * len(plan.tmp_meta)
+    arrays = [b.data for b in leaf_buffers] + [None] * len(plan.tmp_meta)   # (see Plan: leaves, then tmps)
     timings = []
     try:
         for i, step in enumerate(plan.steps):
-            slot = step.output_slot[1]
-            dtype, numel = plan.tmp_meta[slot]
-            out = tmp_arrays[slot] = backend.pool.take(dtype.np, numel)
-            arrays = [out] + [leaf_arrays[j] if kind == "leaf" else tmp_arrays[j] for kind, j in step.inputs]
+            where, np_dtype, numel = step.output
+            arrays[where] = pool.take(np_dtype, numel)
+            args = [arrays[k] for k in step.reads]
             if step.program.error_param is not None:
-                arrays.append(None)  # filled per slice by the launcher
+                args.append(None)  # filled per slice by the launcher
             t0 = time.perf_counter()
-            flags = backend.launch(step.compiled, arrays, step.program)
+            flags = backend.launch(step.compiled, args, step.program)
             elapsed = time.perf_counter() - t0
             timings.append(elapsed)
             if level >= 1:
@@ -269,19 +274,20 @@ def execute(plan: Plan, leaves: list[Node], root_meta: list[tuple], level: int =
                 codes = [int(f[0]) for f in flags if int(f[0])]
                 if codes:
                     raise _index_error(step, codes[0])
-            for j in step.frees:   # intermediates whose last reader just ran
-                backend.pool.give(tmp_arrays[j])
-                tmp_arrays[j] = None
+            for k in step.frees:   # intermediates whose last reader just ran
+                pool.give(arrays[k])
+                arrays[k] = None
     except BaseException:
-        for j, arr in enumerate(tmp_arrays):
+        for j in range(len(plan.tmp_meta)):
+            arr = arrays[plan.n_leaves + j]
             if arr is not None and j not in plan.root_tmps:
-                backend.pool.give(arr)
+                pool.give(arr)
         raise
     device_name = "cpu" if backend is cpu else backend.DEVICE
     buffers = []
     for (dtype, numel), (kind, j) in zip(root_meta, plan.root_slots):
         if kind == "tmp":
-            buf = Buffer(device_name, dtype, numel, tmp_arrays[j])
+            buf = Buffer(device_name, dtype, numel, arrays[plan.n_leaves + j])
             if backend is cpu:
                 cpu.pool.recycle_when_dead(buf)  # its memory serves later results once it is garbage
         else:
