@@ -94,5 +94,12 @@ def simplify(roots: list[Node]) -> list[Node]:
         if node.is_leaf:
             done[id(node)] = node
             continue
-        done[id(node)] = _rewrite(node, [done[id(s)] for s in node.src])
+        new = _rewrite(node, [done[id(s)] for s in node.src])
+        if new is not node and new.realized is not None and new.op is not Op.CONST:
+            # The rewrite landed on an (interned) node that another realisation computed, e.g.
+            # x.reshape(6).reshape(3, 2) -> x.reshape(3, 2) after y = x.reshape(3, 2) was realised.
+            # As a leaf it would be an input the plan does not have (plans are keyed by the graph as
+            # built, whose leaves do not include it): keep the node as built.
+            new = node
+        done[id(node)] = new
     return [done[id(r)] for r in roots]

@@ -122,3 +122,18 @@ def test_prod_gradient_at_zero(worker):
     y = lg.tensor([[1.0, 0.0, 2.0], [3.0, 4.0, 0.0]], requires_grad=True)
     y.prod(1).sum().backward()
     assert y.grad.tolist() == [[0.0, 2.0, 0.0], [0.0, 0.0, 12.0]]
+
+
+def test_simplify_does_not_land_on_a_node_realised_elsewhere(worker):
+    """AssertionError 'kernel input ... is neither a leaf nor an earlier output' (fuzz graph #913 of
+    `python -m fuzz.explore --seed 71`): y = x.reshape(3, 2) is realised; later x.reshape(6).reshape(3, 2)
+    simplifies to that same interned node, which is realised, hence a leaf the new plan did not list."""
+    x = lg.tensor(np.arange(6.0).reshape(2, 3))
+    y = x.reshape(3, 2)
+    y.numpy()
+    z = x.reshape(6).reshape(3, 2).exp()
+    assert np.allclose(z.numpy(), np.exp(np.arange(6.0).reshape(3, 2)))
+    assert x.reshape(6).reshape(3, 2).tolist() == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
+    v0 = lg.tensor(np.array([[5]]))
+    v0.reshape(1, 1, 1, 1).numpy()
+    assert (v0 @ lg.tensor(np.ones((1, 1, 3), dtype=np.int64))).tolist() == [[[5, 5, 5]]]
