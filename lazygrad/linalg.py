@@ -112,7 +112,7 @@ def mm(a, b):
         raise RuntimeError("self must be a matrix")
     if b.ndim != 2:
         raise RuntimeError("mat2 must be a matrix")
-    if a.shape[1] != b.shape[0]:
+    if a._node.shape[1] != b._node.shape[0]:
         raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({_dims(a)} and {_dims(b)})")
     _check_mm_dtypes(a, b)
     _no_bool("addmm_impl_cpu_", a, b)

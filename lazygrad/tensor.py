@@ -28,6 +28,12 @@ from . import autograd as _autograd
 from .ir.autodiff import stop_gradient
 
 LOG2E = math.log2(math.e)
+_KEEP_CONTIGUOUS = frozenset({Op.RESHAPE, Op.PAD})   # movement ops whose result is contiguous when their input is
+# The ops that nearly every tensor operation names, read once here: on Python 3.11 reading an Enum
+# member through its class (`Op.ADD`) takes EnumType's slow attribute path (about as long as
+# building a small IR node). Elsewhere `Op.X` reads better and is fast enough.
+_ADD, _MUL, _NEG, _SUM, _CONST, _BUFFER = Op.ADD, Op.MUL, Op.NEG, Op.SUM, Op.CONST, Op.BUFFER
+_RESHAPE, _EXPAND, _PERMUTE = Op.RESHAPE, Op.EXPAND, Op.PERMUTE
 LN2 = math.log(2.0)
 
 _ValuesIndices = namedtuple("_ValuesIndices", ["values", "indices"])
@@ -522,7 +528,7 @@ class Tensor:
             other = other * alpha
         if self.dtype.is_bool and isinstance(other, Tensor) and other.dtype.is_bool:
             return self._binary(other, Op.MAX, "add")
-        return self._binary(other, Op.ADD, "add")
+        return self._binary(other, _ADD, "add")
 
     def __add__(self, other):
         return self.add(other)
@@ -550,7 +556,7 @@ class Tensor:
             if (a.shape == b.shape and a.dtype is b.dtype and a.dtype.category == 2 and self._strides is None
                     and other._strides is None and (not other._requires_grad or is_grad_enabled())):
                 # the common case, built in one step: the same graph as self + (-other) below
-                return Tensor._make(N.binary(Op.ADD, a, N.unary(Op.NEG, b)), self, other)
+                return Tensor._make(N.binary(_ADD, a, N.unary(_NEG, b)), self, other)
             return self + (-other)
         return self + (-other)
 
@@ -561,7 +567,7 @@ class Tensor:
         return (-self) + other
 
     def mul(self, other):
-        return self._binary(other, Op.MUL, "mul")
+        return self._binary(other, _MUL, "mul")
 
     __mul__ = mul
 
@@ -928,7 +934,7 @@ class Tensor:
         node = N.reduce(op, self._node, axes) if axes else self._node
         out = Tensor._make(node, self)
         if not keepdim and axes:
-            out = out._movement(Op.RESHAPE, tuple([s for i, s in enumerate(self._node.shape) if i not in axes]))
+            out = out._movement(_RESHAPE, tuple([s for i, s in enumerate(self._node.shape) if i not in axes]))
         return out
 
     def sum(self, dim=None, keepdim: bool = False, dtype: DType | None = None):
@@ -938,7 +944,7 @@ class Tensor:
                 x = x.to(dtype)
         elif not x.dtype.is_floating_point:
             x = x.to(dtypes.int64)
-        return x._reduce(Op.SUM, dim, keepdim)
+        return x._reduce(_SUM, dim, keepdim)
 
     def mean(self, dim=None, keepdim: bool = False, dtype: DType | None = None):
         x = self if dtype is None else self.to(dtype)
@@ -948,7 +954,7 @@ class Tensor:
                                f"point or complex dtype. Got: {name}")
         axes = x._axes(dim)
         count = math.prod(x._node.shape[a] for a in axes)
-        return x._reduce(Op.SUM, dim, keepdim) * (1.0 / count if count else float("nan"))  # (= x.sum(dim, keepdim))
+        return x._reduce(_SUM, dim, keepdim) * (1.0 / count if count else float("nan"))  # (= x.sum(dim, keepdim))
 
     def var(self, dim=None, unbiased: bool = True, keepdim: bool = False, correction=None):
         if correction is None:
@@ -1051,7 +1057,7 @@ class Tensor:
     # ---- movement ----
     def _movement(self, op: Op, arg) -> "Tensor":
         out = Tensor._make(N.movement(op, self._node, arg), self)
-        if self._strides is not None or op is Op.PERMUTE or op is Op.EXPAND or op is Op.SHRINK or op is Op.FLIP:
+        if self._strides is not None or op not in _KEEP_CONTIGUOUS:
             # (a reshape or pad of a contiguous tensor is contiguous: nothing to compute)
             out._strides = _strides_mod.Deferred(_strides_mod.after_movement, self._node.shape, self._strides,
                                                  op, arg, out._node.shape)
@@ -1145,7 +1151,7 @@ class Tensor:
     def t(self) -> "Tensor":
         if self.ndim > 2:
             raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {self.ndim}D")
-        return self._movement(Op.PERMUTE, (1, 0)) if self.ndim == 2 else self._alias()  # = transpose(0, 1)
+        return self._movement(_PERMUTE, (1, 0)) if self.ndim == 2 else self._alias()  # = transpose(0, 1)
 
     @property
     def T(self) -> "Tensor":
@@ -1230,7 +1236,7 @@ class Tensor:
     def unsqueeze(self, dim: int) -> "Tensor":
         d = normalize_dim(dim, self.ndim + 1)
         shape = self._node.shape
-        out = self._movement(Op.RESHAPE, shape[:d] + (1,) + shape[d:])
+        out = self._movement(_RESHAPE, shape[:d] + (1,) + shape[d:])
         out._strides = None if self._strides is None else \
             _strides_mod.Deferred(_strides_mod.unsqueezed, self._node.shape, self._strides, d)
         return out
@@ -1510,10 +1516,10 @@ def _broadcast_node(node: Node, shape: tuple) -> Node:
         return node
     lead = len(shape) - len(node.shape)
     if lead:
-        node = N.movement(Op.RESHAPE, node, (1,) * lead + node.shape)
-    if node.op is Op.CONST and node.realized is None:
+        node = N.movement(_RESHAPE, node, (1,) * lead + node.shape)
+    if node.op is _CONST and node.realized is None:
         return N.const(node.arg, node.dtype, shape)
-    return N.movement(Op.EXPAND, node, shape)
+    return N.movement(_EXPAND, node, shape)
 
 
 def _scalar_tensor(value, like: Tensor) -> Tensor:
@@ -1721,7 +1727,7 @@ def _shape_args(args) -> tuple:
 
 def realize(*tensors: Tensor) -> None:
     """Realise several tensors in one schedule (shared work is computed once)."""
-    nodes = [t._node for t in tensors if t._node.realized is None and t._node.op is not Op.BUFFER]
+    nodes = [t._node for t in tensors if t._node.realized is None and t._node.op is not _BUFFER]
     detached = (_realize.realize(nodes) if nodes else None) or {}  # on a GPU: buffers of constant graphs
     for t in tensors:
         node = t._node

@@ -16,7 +16,11 @@ import weakref
 
 from . import dtypes
 from .dtypes import DType
-from .ops import Op, REDUCE, MOVEMENT, ELEMENTWISE
+from .ops import Op, REDUCE, MOVEMENT, ELEMENTWISE, COMPARISON
+
+# (read once: on Python 3.11 reading an Enum member through its class, `Op.BUFFER`, is slow, and
+# these constructors run for every tensor operation)
+_BUFFER, _CONST, _PERMUTE = Op.BUFFER, Op.CONST, Op.PERMUTE
 
 
 class Buffer:
@@ -54,35 +58,51 @@ class _InternRef(weakref.ref):
     __slots__ = ("key",)
 
 
+# The intern table: key -> weak reference to the one node with that key.
+# (A plain dict of weak references rather than a WeakValueDictionary: every
+# tensor operation looks a node up here, and the plain dict's lookup runs in
+# C. A node is not kept alive by the table: when the last graph using it is
+# gone, `_forget` removes its entry.)
+_interned: "dict[tuple, _InternRef]" = {}
+
+
 def _forget(ref: _InternRef) -> None:
     """Called by Python when an interned node dies: drop its entry from the table."""
-    if Node._interned.get(ref.key) is ref:   # (the key may already name a newer node)
-        del Node._interned[ref.key]
+    if _interned.get(ref.key) is ref:   # (the key may already name a newer node)
+        del _interned[ref.key]
+
+
+def _intern(op: Op, src: tuple, arg, dtype: DType, shape: tuple) -> "Node":
+    """The node with these fields: the existing one, or a new one entered in the table.
+
+    `Node(...)` comes here; the constructors below call it directly (a plain
+    function call costs less than calling the class).
+    """
+    key = (op, src, ("float", struct.pack("<d", arg)) if isinstance(arg, float) else arg, dtype, shape)  # arg_key
+    ref = _interned.get(key)
+    if ref is not None:
+        node = ref()
+        if node is not None:
+            return node
+    node = object.__new__(Node)
+    node.op = op
+    node.src = src
+    node.arg = arg
+    node.dtype = dtype
+    node.shape = shape
+    node.realized = None
+    ref = _interned[key] = _InternRef(node, _forget)
+    ref.key = key
+    return node
 
 
 class Node:
     __slots__ = ("op", "src", "arg", "dtype", "shape", "realized", "__weakref__")
 
-    # The intern table: key -> weak reference to the one node with that key.
-    # (A plain dict of weak references rather than a WeakValueDictionary:
-    # every tensor operation looks a node up here, and the plain dict's
-    # lookup runs in C. A node is not kept alive by the table: when the last
-    # graph using it is gone, `_forget` removes its entry.)
-    _interned: "dict[tuple, _InternRef]" = {}
+    _interned = _interned   # (the intern table above, also reachable as Node._interned)
 
     def __new__(cls, op: Op, src: tuple = (), arg=None, dtype: DType = dtypes.float32, shape: tuple = ()):
-        key = (op, src, ("float", struct.pack("<d", arg)) if isinstance(arg, float) else arg, dtype, shape)  # arg_key
-        ref = cls._interned.get(key)
-        if ref is not None:
-            node = ref()
-            if node is not None:
-                return node
-        node = object.__new__(cls)
-        node.op, node.src, node.arg, node.dtype, node.shape = op, src, arg, dtype, shape
-        node.realized = None
-        ref = cls._interned[key] = _InternRef(node, _forget)
-        ref.key = key
-        return node
+        return _intern(op, src, arg, dtype, shape)
 
     # Nodes are interned: identity is equality.
     __hash__ = object.__hash__
@@ -111,7 +131,7 @@ class Node:
 
 def buffer(buf: Buffer, shape: tuple) -> Node:
     assert buf.numel == math.prod(shape), (buf.numel, shape)
-    return Node(Op.BUFFER, (), buf, buf.dtype, tuple(shape))
+    return _intern(_BUFFER, (), buf, buf.dtype, tuple(shape))
 
 
 def const(value, dtype: DType, shape: tuple = ()) -> Node:
@@ -121,11 +141,11 @@ def const(value, dtype: DType, shape: tuple = ()) -> Node:
         value = int(value)
     else:
         value = float(value)
-    return Node(Op.CONST, (), value, dtype, tuple(shape))
+    return _intern(_CONST, (), value, dtype, tuple(shape))
 
 
 def unary(op: Op, x: Node) -> Node:
-    return Node(op, (x,), None, x.dtype, x.shape)
+    return _intern(op, (x,), None, x.dtype, x.shape)
 
 
 def cast(x: Node, dtype: DType) -> Node:
@@ -136,8 +156,8 @@ def cast(x: Node, dtype: DType) -> Node:
 
 def binary(op: Op, a: Node, b: Node) -> Node:
     assert a.shape == b.shape and a.dtype is b.dtype, (op, a, b)
-    dtype = dtypes.bool_ if op in (Op.CMPLT, Op.CMPEQ) else a.dtype
-    return Node(op, (a, b), None, dtype, a.shape)
+    dtype = dtypes.bool_ if op in COMPARISON else a.dtype
+    return _intern(op, (a, b), None, dtype, a.shape)
 
 
 def where(cond: Node, a: Node, b: Node) -> Node:
@@ -149,14 +169,14 @@ def reduce(op: Op, x: Node, axes: tuple) -> Node:
     assert op in REDUCE
     axes = tuple(sorted(set(axes)))
     shape = tuple(1 if i in axes else s for i, s in enumerate(x.shape))
-    return Node(op, (x,), axes, x.dtype, shape)
+    return _intern(op, (x,), axes, x.dtype, shape)
 
 
 def movement(op: Op, x: Node, arg) -> Node:
     """Build a movement node; its output shape follows from the op and arg."""
     assert op in MOVEMENT
-    shape = movement_shape(op, x.shape, arg)
-    return Node(op, (x,), arg, x.dtype, shape)
+    shape = tuple(arg) if op in _SHAPE_IS_ARG else movement_shape(op, x.shape, arg)
+    return _intern(op, (x,), arg, x.dtype, shape)
 
 
 _SHAPE_IS_ARG = frozenset({Op.RESHAPE, Op.EXPAND})
@@ -165,8 +185,8 @@ _SHAPE_IS_ARG = frozenset({Op.RESHAPE, Op.EXPAND})
 def movement_shape(op: Op, shape: tuple, arg) -> tuple:
     if op in _SHAPE_IS_ARG:
         return tuple(arg)
-    if op is Op.PERMUTE:
-        return tuple(shape[i] for i in arg)
+    if op is _PERMUTE:
+        return tuple([shape[i] for i in arg])
     if op is Op.PAD:
         return tuple(s + before + after for s, (before, after) in zip(shape, arg))
     if op is Op.SHRINK:

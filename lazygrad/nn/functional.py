@@ -78,7 +78,7 @@ def log_softmax(input: Tensor, dim=None, dtype=None) -> Tensor:
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """input @ weight.T + bias, with weight of shape (out_features, in_features)."""
-    if input.shape[-1] != weight.shape[-1]:
+    if input._node.shape[-1] != weight._node.shape[-1]:
         a = "x".join(str(s) for s in (input.shape if input.ndim == 2 else (-1, input.shape[-1])))
         b = "x".join(str(s) for s in reversed(weight.shape))
         raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({a} and {b})")
@@ -99,7 +99,7 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
 
 
 def _check_sizes(name: str, input: Tensor, target: Tensor) -> None:
-    if tuple(input.shape) != tuple(target.shape):
+    if input._node.shape != target._node.shape:
         warnings.warn(f"Using a target size ({target.shape}) that is different to the input size ({input.shape}). "
                       "This will likely lead to incorrect results due to broadcasting. "
                       "Please ensure they have the same size.", stacklevel=3)

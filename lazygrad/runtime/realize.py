@@ -26,6 +26,9 @@ from ..ir.passes import run_pipeline
 from .. import devices
 from . import cpu
 
+# (read once: on Python 3.11 reading an Enum member through its class, `Op.BUFFER`, is slow)
+_CONST, _BUFFER = Op.CONST, Op.BUFFER
+
 # Hooks called with a dict describing each realisation (used by lazygrad.inspect and DEBUG).
 observers: list = []
 
@@ -96,7 +99,7 @@ def _structure(roots: list[Node], through: bool = False):
     order: list[Node] = []
     leaves: list[Node] = []
     parts: list[tuple] = []
-    CONST, BUFFER = Op.CONST, Op.BUFFER   # (local names are the fastest to look up)
+    CONST, BUFFER = _CONST, _BUFFER
 
     def visit(node: Node) -> int:
         """List `node` after its sources; its place in the walk."""
@@ -205,7 +208,7 @@ def realize(nodes: list[Node], device: str | None = None):
     reads no buffer at all (constants only). Returns None, or on a GPU a dict id(node) -> Buffer
     for the roots whose buffers were not attached (see run_plan).
     """
-    roots = [n for n in dict.fromkeys(nodes) if n.realized is None and n.op is not Op.BUFFER]
+    roots = [n for n in dict.fromkeys(nodes) if n.realized is None and n.op is not _BUFFER]
     if not roots:
         return None
     plan, leaves = plan_for(roots, device)
@@ -253,7 +256,10 @@ def execute(plan: Plan, leaves: list[Node], root_meta: list[tuple], level: int =
     """
     backend = plan.backend
     pool = backend.pool
-    leaf_buffers = [_buffer_of(n) for n in leaves] if backend is cpu else _leaf_buffers(plan, leaves)
+    if backend is cpu:   # (_buffer_of, written out)
+        leaf_buffers = [n.arg if n.realized is None else n.realized for n in leaves]
+    else:
+        leaf_buffers = _leaf_buffers(plan, leaves)
     arrays = [b.data for b in leaf_buffers] + [None] * len(plan.tmp_meta)   # (see Plan: leaves, then tmps)
     timings = []
     try:
