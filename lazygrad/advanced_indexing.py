@@ -263,23 +263,13 @@ def _gather_node(src, axis, index):
 def check_view_inplace(view) -> None:
     """PyTorch refuses in-place ops on a view of a leaf that requires grad."""
     from .autograd_state import is_grad_enabled
+    if not view.requires_grad:
+        return   # a detached view (w.data, w.detach()): PyTorch lets it write into the leaf
     base = view._view_of[0]
     while base._view_of is not None:
         base = base._view_of[0]
     if base.requires_grad and base.is_leaf and is_grad_enabled():
         raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place operation.")
-
-
-def write_back(view) -> None:
-    """After an in-place op on `view` (made by basic indexing), give its base the new values there too.
-
-    lazygrad's tensors do not share memory: a view holds its own graph. So `x[0] += 1`
-    is followed by `x[0] = <the view's new value>`, which rebinds x (and, up the
-    chain, x's own base). Other views taken from x earlier keep their old values:
-    unlike PyTorch, they are not refreshed.
-    """
-    base, index = view._view_of
-    base[index] = view
 
 
 def advanced_setitem(t, index, value):
@@ -313,8 +303,10 @@ def _set_basic(t, index, value):
     from .tensor import Tensor, where
     index = _expand_ellipsis(index, t.ndim)
     bounds, region_shape, _ = basic_bounds(t.shape, index)
-    if math.prod(region_shape) == 0:
-        return t._alias()
+    if math.prod(region_shape) == 0:   # nothing written; requires grad when value does, as in PyTorch
+        out = Tensor._make(t._node, t, value)
+        out._strides = t._strides
+        return out
     value = value.expand(region_shape)  # PyTorch copies into the view: expand's error on a mismatch
     # one entry per dim of t: the number of elements the index selects there
     counts = tuple(len(range(start, stop, step)) for start, stop, step in bounds)
@@ -374,7 +366,10 @@ def _set_scatter(t, items, value):
     positions = arange(t.numel()).reshape(tuple(t.shape))[items]
     value = _broadcast_value(value, tuple(positions.shape))
     flat = t.reshape(-1)
-    if positions.numel() == 0:
-        return t._alias()
+    if positions.numel() == 0:   # (as in _set_basic)
+        from .tensor import Tensor
+        out = Tensor._make(t._node, t, value)
+        out._strides = t._strides
+        return out
     out = flat.scatter(0, positions.reshape(-1), value.reshape(-1))
     return out.reshape(tuple(t.shape))

@@ -27,10 +27,39 @@ from .ir.node import Buffer
 from .ir.ops import Op
 from .runtime import realize as _realize
 
+_CONST = Op.CONST   # (read once: on Python 3.11 reading an Enum member through its class is slow)
+
+class _WeakRegistry:
+    """A set of tensors that does not keep them alive, in the order they were added.
+
+    (What weakref.WeakSet does, for less: backward() lists it at every step of a
+    training loop, and iterating a WeakSet costs microseconds.)
+    """
+
+    def __init__(self):
+        self.refs: dict[int, weakref.ref] = {}   # id(tensor) -> a weak reference to it
+
+    def add(self, tensor) -> None:
+        key = id(tensor)
+        if key not in self.refs:
+            refs = self.refs
+
+            def forget(ref, key=key):
+                if refs.get(key) is ref:   # (the id may already name a newer tensor)
+                    del refs[key]
+            refs[key] = weakref.ref(tensor, forget)
+
+    def __iter__(self):
+        return (t for t in [ref() for ref in self.refs.values()] if t is not None)
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+
 # Leaf tensors that (at some point) asked for gradients; filtered when used.
-_leaves: "weakref.WeakSet" = weakref.WeakSet()
+_leaves = _WeakRegistry()
 # Non-leaf tensors whose .grad is kept (`retain_grad()`).
-_retained: "weakref.WeakSet" = weakref.WeakSet()
+_retained = _WeakRegistry()
 
 
 def register_leaf(tensor) -> None:
@@ -40,17 +69,53 @@ def register_leaf(tensor) -> None:
     `randn(3) * 0.1`) is interned: other tensors may hold the very same node,
     and their uses must not count as uses of this leaf.
     """
-    node = tensor._node
-    if node.op is not Op.BUFFER:
-        if node.op is Op.CONST:   # no kernel needed for a constant (and none may get a buffer attached)
-            buf = Buffer("cpu", node.dtype, node.numel, np.full(node.numel, node.arg, dtype=node.dtype.np))
-        else:
-            from .tensor import realize
-            realize(tensor)
-            buf = tensor._node.realized or tensor._node.arg
-        # a new Buffer object (over the same memory: buffers are never written in place) is a new node
-        tensor._node = N.buffer(Buffer(buf.device, buf.dtype, buf.numel, buf.data), node.shape)
+    if tensor._node.op is not Op.BUFFER:
+        _give_own_buffer(tensor)
     _leaves.add(tensor)
+
+
+def keep_leaf_value_its_own(tensor, previous) -> None:
+    """After an in-place op on a leaf that requires grad (under no_grad), `previous` being its old node.
+
+    As in register_leaf: no other tensor may hold the leaf's node. A value
+    computed from the leaf's own old value (`w -= lr * w.grad`) is the leaf's
+    alone and may stay lazy (backward realises it); a constant (`w.fill_(2)`),
+    a buffer or any other tensor's graph (`w.copy_(x)`) gets a buffer of its own.
+    """
+    node = tensor._node
+    if node.op is Op.BUFFER or node.op is Op.CONST or not _depends_on(node, previous):
+        _give_own_buffer(tensor)
+
+
+def _depends_on(node, ancestor, limit: int = 10_000) -> bool:
+    """Whether `ancestor` is in node's graph (looking at no more than `limit` nodes)."""
+    seen, stack = set(), [node]
+    while stack:
+        n = stack.pop()
+        if n is ancestor:
+            return True
+        if n in seen:
+            continue
+        seen.add(n)
+        if len(seen) > limit:
+            return False   # (the safe answer: the caller then gives the leaf a buffer of its own)
+        stack.extend(n.src)
+    return False
+
+
+def _give_own_buffer(tensor) -> None:
+    """Make tensor's node a BUFFER node that no other tensor holds (its value computed first if lazy)."""
+    node = tensor._node
+    if node.op is Op.CONST:   # no kernel needed for a constant (and none may get a buffer attached)
+        buf = Buffer("cpu", node.dtype, node.numel, np.full(node.numel, node.arg, dtype=node.dtype.np))
+    elif node.op is Op.BUFFER:
+        buf = node.arg
+    else:
+        from .tensor import realize
+        realize(tensor)
+        buf = tensor._node.realized or tensor._node.arg
+    # a new Buffer object (over the same memory: buffers are never written in place) is a new node
+    tensor._node = N.buffer(Buffer(buf.device, buf.dtype, buf.numel, buf.data), node.shape)
 
 
 def _filled_buffer(const, like):
@@ -130,11 +195,11 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     targets = _grad_targets(inputs)
     if not targets:
         return
-    cache_key = order = None
+    cache_key = order = values = None
     if not create_graph and _cache_usable():
-        cache_key, order = _backward_key(outputs, seeds, targets)
+        cache_key, order, values = _backward_key(outputs, seeds, targets)
         cached = _backward_plans.get(cache_key)
-        if cached is not None:   # a graph of this structure was differentiated before: run its plan
+        if cached is not None and cached.values == values:   # differentiated before: run its plan
             stats.bump("schedule_cache_hits")
             cached.run(order, outputs, targets)
             return
@@ -166,7 +231,8 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     if cache_key is not None and not lazy_leaves:
         plan = _BackwardPlan.record(order, outputs, targets, [g is not None for g in grads])
         if plan is not None:
-            _backward_plans[cache_key] = plan
+            plan.values = values
+            _backward_plans[cache_key] = plan   # (replacing a plan recorded for other scalar values)
             plan.run(order, outputs, targets)
             return
     handles = [Tensor._from_node(t._node) for t in lazy_leaves]
@@ -193,6 +259,14 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
 # never at buffer contents). The key therefore holds that structure, walked
 # through realized nodes (gradients flow through them), together with where
 # each tensor requiring grad and each existing .grad (added to) sits in it.
+#
+# Constants: the key holds scalar parameters as realize keys them (dtype and
+# shape), and a recorded plan runs again only for the very same values. A rule
+# makes constants of its own (ln 2, 2.0), and one may be the very node of an
+# equal constant of the forward graph: with other values the forward graph
+# would have two nodes where the plan has one. A loss scaled by an annealed
+# Python float therefore derives its gradient at every step, but reuses the
+# realize plan (nothing is compiled) and keeps one entry here, replaced.
 
 _backward_plans: dict = {}
 
@@ -203,25 +277,30 @@ def _cache_usable() -> bool:
 
 
 def _backward_key(outputs, seeds, targets):
-    """The cache key of a backward() call, and the walked nodes (in the order the key numbers them)."""
+    """The cache key of a backward() call, the walked nodes (in the order the key numbers them) and
+    the values of its scalar parameters."""
     walked = [o._node for o in outputs] + seeds + [t._node for t in targets]
     walked += [t.grad._node for t in targets if t.grad is not None]
-    key, _, order = _realize._structure(walked, through=True)
-    return (key, tuple(t.grad is not None for t in targets)), order
+    key, leaves, order = _realize._structure(walked, through=True)
+    values = tuple([n.arg for n in leaves if n.op is _CONST])
+    return (key, tuple(t.grad is not None for t in targets)), order, values
 
 
 class _BackwardPlan:
     """What one backward() of a given structure ran, ready to run again on new buffers.
 
     plan            the realize Plan computing the (unrealized) losses and every gradient
-    leaf_positions  for each input buffer of the plan, the place of its node in the walk (`order`)
+    leaf_positions  for each input buffer of the plan, the place of its node in the walk (`order`,
+                    followed by `made`)
     root_meta       (dtype, numel) of each of the plan's roots
     output_roots    per output: the index of its root, or None (already computed)
     grad_roots      per target: the index of the root holding its new .grad, or None (no gradient)
     """
 
-    def __init__(self, plan, leaf_positions, root_meta, output_roots, grad_roots):
+    def __init__(self, plan, leaf_positions, root_meta, output_roots, grad_roots, made=()):
         self.plan = plan
+        self.values = None       # the values of the key's scalar parameters when it was recorded
+        self.made = list(made)   # scalar parameters made by the derivation (see record), after the walk
         self.leaf_positions = leaf_positions
         self.root_meta = root_meta
         self.output_roots = output_roots
@@ -240,15 +319,22 @@ class _BackwardPlan:
             return None
         position = {id(n): i for i, n in enumerate(order)}
         plan, leaves = _realize.plan_for(roots)
+        # A scalar parameter that the derivation made (ln 2 in the rule for EXP2) is not in the forward
+        # graph: it is kept here and placed after the walk, whose length the key fixes. (The plan runs
+        # again only for the same key and values, so for the same constants: see above.)
+        made = [leaf for leaf in dict.fromkeys(leaves) if id(leaf) not in position and leaf.op is Op.CONST]
+        position.update((id(leaf), len(order) + i) for i, leaf in enumerate(made))
         if any(id(leaf) not in position for leaf in leaves):
             return None
         return cls(plan, [position[id(leaf)] for leaf in leaves], [(n.dtype, n.numel) for n in roots],
                    [index.get(id(o._node)) for o in outputs],
-                   [None if g is None else index[id(g)] for g in grads])
+                   [None if g is None else index[id(g)] for g in grads], made)
 
     def run(self, order, outputs, targets) -> None:
         """Run the plan on the buffers of a graph walked into `order`; fill the losses and the .grads."""
         from .tensor import Tensor
+        if self.made:
+            order = order + self.made
         leaves = [order[p] for p in self.leaf_positions]
         buffers, _ = _realize.execute(self.plan, leaves, self.root_meta)
         for out, r in zip(outputs, self.output_roots):

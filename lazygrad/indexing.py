@@ -26,6 +26,7 @@ import numpy as np
 
 from .ir import dtypes
 from .ir import node as N
+from . import views
 
 _TYPE_NAMES = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int", "bool": "Bool"}
 
@@ -98,8 +99,7 @@ def getitem(t, index):
     index = _expand_ellipsis(index, t.ndim)
     bounds, shape, _ = basic_bounds(t.shape, index)
     out = t._shrink(bounds).reshape(shape)
-    out._view_of = (t, index)  # a view: in-place ops on it write through to t (advanced_indexing.write_back)
-    return out
+    return views.link(out, t)  # a view: in-place ops on it write through to t (lazygrad/views.py)
 
 
 def setitem(t, index, value):
@@ -141,8 +141,10 @@ def _make_gather(input, dim: int, index):
 def _make_scatter(base, dim: int, index, src, reduce):
     """A copy of `base` with `src` written (reduce None) or added (reduce 'add') at `index` along `dim`."""
     from .tensor import Tensor
-    if index.numel() == 0:
-        return base._alias()
+    if index.numel() == 0:   # nothing written; still computed from src, as in PyTorch (requires grad when src does)
+        out = Tensor._make(base._node, base, src)
+        out._strides = base._strides
+        return out
     return Tensor._make(N.scatter(base._node, index._node, src._node, dim, reduce), base, index, src)
 
 

@@ -20,7 +20,10 @@ from __future__ import annotations
 import math
 
 # (tensor.py imports this module at its end, once Tensor is defined)
-from .tensor import Tensor, broadcast_shapes
+from .autograd_state import is_grad_enabled
+from .ir import node as N
+from .ir.ops import Op
+from .tensor import Tensor, _broadcast_node, broadcast_shapes
 
 # PyTorch's C++ type names (in "expected m1 and m2 to have the same dtype, but got: float != long int")
 _C_NAMES = {"float32": "float", "float64": "double", "int64": "long int", "int32": "int", "bool": "bool"}
@@ -57,6 +60,17 @@ def _check_mv_dtypes(mat, vec) -> None:
 
 def _product(a, b):
     """(..., N, K) @ (..., K, M) -> (..., N, M) as multiply-then-sum over K (in the operands' dtype)."""
+    na, nb = a._node, b._node
+    if len(na.shape) == 2 and len(nb.shape) == 2 and na.dtype is nb.dtype and not na.dtype.is_bool and \
+            (is_grad_enabled() or not (a._requires_grad or b._requires_grad)):
+        # 2-D operands (a Linear layer's forward) with gradients recorded as usual: the graph the line
+        # below builds, written out without its four intermediate tensors (this runs at every step of a
+        # training loop, where building the graph costs more than running a small kernel)
+        (n, k), m = na.shape, nb.shape[1]
+        rows = _broadcast_node(N.movement(Op.RESHAPE, na, (n, k, 1)), (n, k, m))
+        cols = _broadcast_node(N.movement(Op.RESHAPE, nb, (1, k, m)), (n, k, m))
+        summed = N.reduce(Op.SUM, N.binary(Op.MUL, rows, cols), (1,))
+        return Tensor._make(N.movement(Op.RESHAPE, summed, (n, m)), a, b)
     return (a.unsqueeze(-1) * b.unsqueeze(-3)).sum(-2, dtype=a.dtype)
 
 

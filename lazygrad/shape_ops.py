@@ -173,8 +173,7 @@ def cat(tensors, dim=0):
     parts = [t.to(dtype) for t in parts]
     total = sum(t.shape[d] for t in parts)
     if len(parts) == 1:
-        out = parts[0]._alias()
-        out._strides = None  # a new tensor
+        out = Tensor._make(parts[0]._node, *tensors)   # (requires grad when any part does, empty ones too)
         return out
     out, offset = None, 0
     for t in parts:
@@ -191,7 +190,9 @@ def cat(tensors, dim=0):
         offset += k
     if out is None:  # every part empty along dim
         shape = tuple(total if i == d else s for i, s in enumerate(ref.shape))
-        return Tensor._from_node(N.const(0, dtype, shape))
+        return Tensor._make(N.const(0, dtype, shape), *tensors)
+    if any(t.requires_grad and t.numel() == 0 for t in tensors):   # (skipped above; PyTorch's result requires grad)
+        out = Tensor._make(out._node, out, *tensors)
     out._strides = None
     return out
 

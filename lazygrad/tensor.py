@@ -25,6 +25,7 @@ from .ir.node import Buffer, Node
 from .ir.ops import Op, ELEMENTWISE as _ELEMENTWISE
 from .runtime import realize as _realize
 from . import autograd as _autograd
+from . import views as _view_sharing
 from .ir.autodiff import stop_gradient
 
 LOG2E = math.log2(math.e)
@@ -158,7 +159,9 @@ class Tensor:
 
     __array_priority__ = 1000  # NumPy scalars on the left defer to our operators
     _strides = None  # the strides PyTorch would report; None = contiguous, or a strides.Deferred (lazygrad/strides.py)
-    _view_of = None  # (base, index) for a view made by basic indexing: in-place ops write through to base
+    # Views share values with their base, as PyTorch's share memory (lazygrad/views.py):
+    _view_of = None  # (base, steps) for a view: in-place ops on it write through to base
+    _views = None    # weak references to the views taken from this tensor: refreshed when it changes
 
     def __init__(self, *args, dtype: DType | None = None, device=None, requires_grad: bool = False):
         # torch.Tensor(data) is float32; torch.Tensor(2, 3) is an uninitialised 2x3 float32 tensor
@@ -206,8 +209,11 @@ class Tensor:
                                f"the tensor's shape {_shape_str(self.shape)}")
         if node.dtype is not self.dtype:
             node = N.cast(node, self.dtype)
+        previous = self._node
         self._node = node
         self._version += 1
+        if self._requires_grad and self._is_leaf:   # (under no_grad: e.g. a hand-written SGD step)
+            _autograd.keep_leaf_value_its_own(self, previous)
         return self
 
     # ---- attributes ----
@@ -282,6 +288,7 @@ class Tensor:
     def is_leaf(self) -> bool:
         return self._is_leaf
 
+    @_view_sharing.returns_view
     def detach(self) -> "Tensor":
         """The same value, cut from the gradient graph (a stop_gradient node, see ir/autodiff.py)."""
         out = Tensor._from_node(stop_gradient(self._node))
@@ -446,6 +453,8 @@ class Tensor:
             # laid out like its inputs, as PyTorch's TensorIterator does; computed when asked for
             strides = _strides_mod.Deferred(_strides_mod.elementwise, node.shape,
                                             [(t._node.shape, t._strides) for t in inputs if isinstance(t, Tensor)])
+        if requires_grad and not node.dtype.is_floating_point:
+            requires_grad = False   # integer and bool results never require grad (comparisons, argmax, .long())
         if requires_grad and not is_grad_enabled():
             node = stop_gradient(node)  # built under no_grad: no gradient may flow through it later
             requires_grad = False
@@ -1009,28 +1018,16 @@ class Tensor:
         return _arg_extreme(self, dim, keepdim, largest=False)
 
     def prod(self, dim=None, keepdim: bool = False, dtype: DType | None = None):
+        """The product along `dim` (all elements when None), with the PROD reduction primitive.
+
+        Like PyTorch, integer and bool inputs multiply in int64 and wrap on overflow; floats
+        multiply in their own dtype (so 0 * inf and anything * nan give nan). The gradient,
+        zeros included, is the PROD rule in lazygrad/ir/autodiff.py.
+        """
         x = self if dtype is None else self.to(dtype)
-        out_dtype = x.dtype if x.dtype.is_floating_point else dtypes.int64
-        # product = sign * exp(sum(log|x|)), computed in float64 so that integer products stay exact
-        xd = x.to(dtypes.float64)
-        zero = xd == 0
-        # the nonzero elements' product; a zero stands in as 1 (log(0) would make every gradient nan)
-        magnitude = where(zero, 1.0, xd).abs().log2().sum(dim, keepdim).exp2()
-        negatives = (xd < 0).sum(dim, keepdim)
-        zeros = zero.sum(dim, keepdim)
-        has_zero = zeros > 0
-        sign = 1.0 - 2.0 * (negatives % 2).to(dtypes.float64)
-        # times the zeros' factor: 1 without a zero; with exactly one, that element itself, so that the
-        # gradient there is the product of the others (as in PyTorch); 0 with more
-        factor = where(zeros == 1, where(zero, xd, 0.0).sum(dim, keepdim), where(has_zero, 0.0, 1.0))
-        out = magnitude * sign * factor
-        if out_dtype.is_floating_point:  # 0 * inf and anything * nan are nan
-            has_nan = (xd != xd).sum(dim, keepdim) > 0
-            has_inf = (xd.abs() == float("inf")).sum(dim, keepdim) > 0
-            out = where(has_nan | (has_zero & has_inf), float("nan"), out)
-        if not out_dtype.is_floating_point:
-            out = out.round()
-        return out.to(out_dtype)
+        if not x.dtype.is_floating_point:
+            x = x.to(dtypes.int64)
+        return x._reduce(Op.PROD, dim, keepdim)
 
     def all(self, dim=None, keepdim: bool = False):
         return _logical_not(_as_bool(self).logical_not()._reduce(Op.REDUCE_MAX, dim, keepdim))
@@ -1079,9 +1076,11 @@ class Tensor:
             shape = tuple(numel // known if s == -1 else s for s in shape)
         if math.prod(shape) != numel:
             raise RuntimeError(f"shape '{_shape_str(shape)}' is invalid for input of size {numel}")
-        if shape == self._node.shape:
-            return self._alias()
-        return self._movement(Op.RESHAPE, shape)
+        out = self._alias() if shape == self._node.shape else self._movement(Op.RESHAPE, shape)
+        if self._strides is None or _strides_mod.view_strides(self.shape, _strides_mod.strides_of(self),
+                                                               shape) is not None:
+            _view_sharing.link(out, self)   # PyTorch's reshape gives a view where it can, a copy elsewhere
+        return out
 
     def view(self, *shape) -> "Tensor":
         if len(shape) == 1 and isinstance(shape[0], DType):
@@ -1123,6 +1122,7 @@ class Tensor:
             out._strides = _strides_mod.Deferred(_strides_mod.preserved, self._node.shape, self._strides)
         return out
 
+    @_view_sharing.returns_view
     def permute(self, *dims) -> "Tensor":
         dims = _shape_args(dims)
         if len(dims) != self.ndim:
@@ -1148,6 +1148,7 @@ class Tensor:
     swapdims = transpose
     swapaxes = transpose
 
+    @_view_sharing.returns_view
     def t(self) -> "Tensor":
         if self.ndim > 2:
             raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {self.ndim}D")
@@ -1167,6 +1168,7 @@ class Tensor:
 
     moveaxis = movedim
 
+    @_view_sharing.returns_view
     def expand(self, *sizes) -> "Tensor":
         sizes = _shape_args(sizes)
         if len(sizes) < self.ndim:
@@ -1233,6 +1235,7 @@ class Tensor:
             _strides_mod.Deferred(_strides_mod.squeezed, self._node.shape, self._strides, axes)
         return out
 
+    @_view_sharing.returns_view
     def unsqueeze(self, dim: int) -> "Tensor":
         d = normalize_dim(dim, self.ndim + 1)
         shape = self._node.shape
@@ -1303,9 +1306,7 @@ class Tensor:
         if result.requires_grad:
             self._requires_grad = True
             self._is_leaf = False
-        if self._view_of is not None:  # x[0] += 1 changes x too, as in PyTorch
-            from .advanced_indexing import write_back
-            write_back(self)
+        _view_sharing.value_changed(self)   # x[0] += 1 changes x, x += 1 changes x[0], as in PyTorch
         return self
 
     def add_(self, other, alpha=1):
@@ -1368,19 +1369,20 @@ class Tensor:
         out = self._inplace(Tensor._make(value._node, src))
         return out
 
+    def _host_data(self, arr) -> "Tensor":
+        """A tensor holding a host array's data (random fills), on this tensor's device."""
+        data = Tensor._from_node(N.buffer(Buffer("cpu", self.dtype, arr.size, arr.reshape(-1)), tuple(self.shape)))
+        return _device.place(data, "cuda") if self.is_cuda else data
+
     def uniform_(self, a: float = 0.0, b: float = 1.0):
         from .random import uniform_array
         arr = uniform_array(tuple(self.shape), a, b, self.dtype)
-        on_gpu = self.is_cuda
-        self._node = N.buffer(Buffer("cpu", self.dtype, arr.size, arr.reshape(-1)), tuple(self.shape))
-        return _device.place(self, "cuda") if on_gpu else self
+        return self._inplace(self._host_data(arr))
 
     def normal_(self, mean: float = 0.0, std: float = 1.0):
         from .random import normal_array
         arr = normal_array(tuple(self.shape), mean, std, self.dtype)
-        on_gpu = self.is_cuda
-        self._node = N.buffer(Buffer("cpu", self.dtype, arr.size, arr.reshape(-1)), tuple(self.shape))
-        return _device.place(self, "cuda") if on_gpu else self
+        return self._inplace(self._host_data(arr))
 
     # ---- indexing and shape ops: defined in lazygrad/indexing.py, advanced_indexing.py, shape_ops.py ----
     def gather(self, dim, index, sparse_grad=False):

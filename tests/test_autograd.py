@@ -141,6 +141,9 @@ REDUCE_CASES = {
     "max_dim": (lambda x: x.max(0).values, arr(4, 3)),
     "amin": (lambda x: x.amin(0), arr(4, 3)),
     "var": (lambda x: x.var(1), arr(3, 4)),
+    "PROD": (lambda x: x.prod(1), arr(3, 4, low=0.5, high=1.5)),
+    "prod_all": (lambda x: x.prod(), arr(2, 3, low=-1.5, high=1.5)),
+    "prod_keepdim": (lambda x: x.prod(0, keepdim=True), arr(3, 2, low=-1.5, high=1.5)),
 }
 
 
@@ -154,6 +157,21 @@ def test_amax_splits_the_gradient_among_ties():
     x = lazygrad.tensor([[1.0, 3.0, 3.0], [2.0, 0.0, -1.0]], requires_grad=True)
     x.amax(1).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), [[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]])
+
+
+def test_prod_gradient_around_zeros_matches_torch():
+    """No zero: P / x_i. One zero: the product of the others at the zero, 0 elsewhere. Two zeros: 0."""
+    rows = [[2.0, -3.0, 0.5, 4.0], [2.0, 0.0, -3.0, 4.0], [0.0, 2.0, 0.0, 5.0], [0.0, 0.0, 0.0, 0.0]]
+    x = lazygrad.tensor(rows, dtype=lazygrad.float64, requires_grad=True)
+    x.prod(1).sum().backward()
+    want = [[-6.0, 4.0, -24.0, -3.0], [0.0, -24.0, 0.0, 0.0], [0.0] * 4, [0.0] * 4]
+    np.testing.assert_allclose(x.grad.numpy(), want)
+    # a second derivative through the zero handling stays finite (no 0 * inf from a discarded branch)
+    y = lazygrad.tensor([0.0, 2.0, 3.0], dtype=lazygrad.float64, requires_grad=True)
+    (g,) = lazygrad.grad(y.prod(), y, create_graph=True)
+    (h,) = lazygrad.grad(g.sum(), y)
+    np.testing.assert_allclose(g.detach().numpy(), [6.0, 0.0, 0.0])
+    np.testing.assert_allclose(h.numpy(), [5.0, 3.0, 2.0])
 
 
 MOVEMENT_CASES = {

@@ -51,16 +51,19 @@ print(json.dumps({"values": result, "stats": lg.stats()}))
 """
 
 
-def _env(folder) -> dict:
+def _env(folder, max_mb=None) -> dict:
     env = dict(os.environ)
     env["LAZYGRAD_CACHE"] = str(folder)
+    env.pop("LAZYGRAD_CACHE_MAX_MB", None)   # (the default limit: far above what these workloads write)
+    if max_mb is not None:
+        env["LAZYGRAD_CACHE_MAX_MB"] = str(max_mb)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("LAZYGRAD_DEBUG", None)
     return env
 
 
-def _run(folder, *args, script=WORKLOAD) -> dict:
-    proc = subprocess.run([sys.executable, "-c", script, *map(str, args)], env=_env(folder), cwd=REPO,
+def _run(folder, *args, script=WORKLOAD, max_mb=None) -> dict:
+    proc = subprocess.run([sys.executable, "-c", script, *map(str, args)], env=_env(folder, max_mb), cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])

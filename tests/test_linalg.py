@@ -174,3 +174,45 @@ def test_empty_operands():
     assert lg.mm(lg.zeros(2, 3), lg.zeros(3, 0)).numpy().shape == (2, 0)
     assert lg.matmul(lg.zeros(0, 3), lg.zeros(3)).numpy().shape == (0,)
     assert_close(lg.mm(lg.ones(2, 0), lg.ones(0, 3)), np.zeros((2, 3), dtype=np.float32))  # an empty sum is 0
+
+
+def _uses_gemm_nest(t) -> bool:
+    """Whether the product kernel of `t` is lowered to the cache-blocked GEMM nest (lower.py, structure 5):
+    its A panel, B panel and partial sums are three scratch buffers."""
+    from lazygrad.codegen.lower import lower
+    return any(len(lower(k).scratch) == 3 for k in t.schedule() if k.reduce is not None)
+
+
+# (batch, rows, columns): the reduced axis is the batch, the outer axis of both operands;
+# sizes around the block sizes (6 rows, 16 columns, 256 reduction steps) and ragged ones
+TRANSPOSED_PRODUCT_SHAPES = [(512, 128, 128), (300, 37, 50), (1000, 100, 17), (257, 13, 1000), (600, 7, 200),
+                             (6, 6, 16), (513, 97, 333)]
+
+
+@pytest.mark.parametrize("k,n,m", TRANSPOSED_PRODUCT_SHAPES)
+def test_weight_gradient_shaped_products(k, n, m):
+    """`g.T @ x` (the weight gradient of a Linear layer, g an elementwise chain fused into the product)
+    goes through the GEMM nest: packed panels, partial sums over steps of the reduced axis, an epilogue."""
+    g, x, bias, y = arr((k, n)), arr((k, m)), arr((n,)), arr((k, n))
+    tg, tx, tb, ty = (lg.tensor(v) for v in (g, x, bias, y))
+    chain = ((g + bias - y) * 2.0).astype(np.float64)
+    cases = [
+        (((tg + tb - ty) * 2.0).T @ tx, chain.T @ x),
+        ((tg.T @ tx) * 3.0 + 1.0, (g.T.astype(np.float64) @ x) * 3.0 + 1.0),   # an epilogue on the sums
+        ((tx.T @ tg).relu(), np.maximum(x.T.astype(np.float64) @ g, 0.0)),     # the other orientation
+    ]
+    for got, want in cases:
+        assert _uses_gemm_nest(got) or got.shape[-1] < 8  # (fewer than 8 columns: the plain nest)
+        assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_gemm_nest_batched_and_float64():
+    a, b = arr((3, 300, 20)), arr((3, 300, 40))
+    ta, tb = lg.tensor(a), lg.tensor(b)
+    got = ta.transpose(1, 2) @ tb
+    assert _uses_gemm_nest(got)
+    assert_close(got, a.transpose(0, 2, 1).astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+    a64, b64 = arr((700, 30), "float64"), arr((700, 50), "float64")
+    got = lg.tensor(a64).T @ lg.tensor(b64)
+    assert got.dtype is lg.float64 and _uses_gemm_nest(got)
+    assert_close(got, a64.T @ b64, rtol=1e-10, atol=1e-10)

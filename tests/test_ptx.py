@@ -87,14 +87,14 @@ def catalogue():
     strategies = {"auto": None, "thread": ptx.Strategy.THREAD, "block": ptx.Strategy.BLOCK,
                   "split": ptx.Strategy.SPLIT}
     reductions = {"rowsum": lambda t: t.sum(1), "rowmax": lambda t: t.amax(1), "fullsum": lambda t: t.sum(),
-                  "colsum": lambda t: t.sum(0)}
-    for dt, combos in ((np.float32, [(r, k) for r in ("rowsum", "rowmax", "fullsum") for k in strategies]
-                        + [("colsum", "auto")]),
+                  "colsum": lambda t: t.sum(0), "rowprod": lambda t: t.prod(1), "colprod": lambda t: t.prod(0)}
+    for dt, combos in ((np.float32, [(r, k) for r in ("rowsum", "rowmax", "fullsum", "rowprod") for k in strategies]
+                        + [("colsum", "auto"), ("colprod", "auto")]),
                        (np.float64, [("rowsum", "auto"), ("rowsum", "block"), ("rowmax", "split"),
-                                     ("fullsum", "auto")]),
+                                     ("fullsum", "auto"), ("rowprod", "block")]),
                        (np.int32, [("rowsum", "auto"), ("rowmax", "block")]),
                        (np.int64, [("rowsum", "block"), ("rowmax", "split"), ("fullsum", "auto"),
-                                   ("colsum", "auto")])):
+                                   ("colsum", "auto"), ("rowprod", "block"), ("rowprod", "split")])):
         big = data((4, 600), dt)
         for red, kind in combos:
             add(f"{red}_{np.dtype(dt).name}_{kind}", reductions[red](big), strategies[kind])
@@ -240,7 +240,7 @@ _TAIL = [Instr("endloop", None, (2,))]
     ([Instr("barrier", None, (), None)], "instruction kind 'barrier'"),
     ([Instr("load", dtypes.int32, (1, 2)), Instr("alu", dtypes.int32, (3,), "SIN")], "SIN on int"),
     ([Instr("load", dtypes.float32, (1, 2)), Instr("alu", dtypes.float32, (3,), "COSH")], "COSH on float"),
-    ([Instr("acc", dtypes.float32, (), 0.0), Instr("update", None, (3, 3), "MUL")], "update 'MUL'"),
+    ([Instr("acc", dtypes.float32, (), 0.0), Instr("update", None, (3, 3), "XOR")], "update 'XOR'"),
     ([Instr("load", "bfloat16", (1, 2))], "dtype"),
     ([Instr("store", None, (9, 2, 2))], "parameter 9"),
 ])
@@ -298,10 +298,14 @@ def _emulate(t, force=None):
 
 CASES = {
     "elementwise": lambda: (data((5, 70), np.float32) * 2).exp() + data((70,), np.float32),
+    "sin_large": lambda: (data((5, 70), np.float32) * 1e30).sin(),   # Payne-Hanek: its table in global memory
+    "sin_large_f64": lambda: (data((3, 40), np.float64) * 1e300).sin(),
     "rowsum": lambda: data((5, 70), np.float32).sum(1),
     "fullmax": lambda: data((6, 50), np.float32).amax(),
     "f64_rowsum": lambda: data((3, 90), np.float64).sum(1),
     "i64_rowmax": lambda: data((3, 90), np.int64).amax(1),
+    "rowprod": lambda: (data((5, 70), np.float32) * 0.1 + 1.0).prod(1),
+    "i64_rowprod": lambda: data((3, 90), np.int64).prod(1),
     "bool_count": lambda: (data((3, 90), np.float32) > 1.2).sum(1),
     "matmul": lambda: data((5, 40), np.float32) @ data((40, 3), np.float32),
     "softmax_rows": lambda: (lambda t: (t - t.amax(1, keepdim=True)).exp().sum(1))(data((4, 64), np.float32)),
@@ -314,7 +318,7 @@ CASES = {
 }
 
 
-REDUCING = ("rowsum", "fullmax", "f64_rowsum", "i64_rowmax", "bool_count", "matmul", "softmax_rows", "softmax")
+REDUCING = ("rowsum", "fullmax", "f64_rowsum", "i64_rowmax", "rowprod", "i64_rowprod", "bool_count", "matmul", "softmax_rows", "softmax")
 FORCED = [(case, force) for case in sorted(CASES)
           for force in ([None, ptx.Strategy.THREAD, ptx.Strategy.BLOCK, ptx.Strategy.SPLIT] if case in REDUCING
                         else [None])]

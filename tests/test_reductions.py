@@ -244,3 +244,39 @@ def test_reduction_broadcast_into_a_matmul_like_sum():
     centred = ta - ta.mean(1, keepdim=True)
     an = a - a.mean(1, keepdims=True)
     assert_close(centred @ tb, an @ b, rtol=1e-4, atol=1e-4)
+
+
+# ---- long float32 sums: two levels (float32 blocks, float64 total; Lowerer.render_cascade_sum) ----
+
+CASCADE_CASES = {
+    "one long axis, not a multiple of the block": ((5001,), None),
+    "rows longer than a block": ((7, 4100), 1),
+    "inner nest within a block": ((50, 8, 100), None),
+    "two axes of three": ((30, 70, 90), (0, 2)),
+    "softmax row, hoisted": ((3, 5000), "softmax"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASCADE_CASES))
+def test_long_float32_sums_are_accurate(name):
+    shape, dim = CASCADE_CASES[name]
+    a = (RNG.standard_normal(shape) + 0.25).astype(np.float32)
+    t = lg.from_numpy(a)
+    if dim == "softmax":
+        got, ref = lg.nn.functional.softmax(t, dim=1).numpy(), np.exp(a - a.max(1, keepdims=True))
+        ref = ref / ref.astype(np.float64).sum(1, keepdims=True)
+        assert_close(got, ref, rtol=1e-6, atol=1e-9)
+        return
+    got = t.sum(dim).numpy()
+    exact = a.astype(np.float64).sum(axis=dim)
+    assert np.max(np.abs(got - exact)) <= 4e-7 * np.max(np.abs(a).sum(axis=dim))
+
+
+def test_long_float32_sum_uses_two_levels_on_the_cpu_only():
+    t = lg.from_numpy(np.ones(10000, np.float32)).sum()
+    (kernel,) = t.schedule()
+    cpu = lower(kernel)
+    assert [ins.dtype.name for ins in cpu.instrs if ins.op == "acc"] == ["float64", "float32"]
+    gpu = lower(kernel, scratch=False)  # the GPU renderer sums across threads in a tree already
+    assert [ins.dtype.name for ins in gpu.instrs if ins.op == "acc"] == ["float32"]
+    assert t.item() == 10000.0

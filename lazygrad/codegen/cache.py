@@ -5,14 +5,31 @@ llvmlite version, so the same loop program on the same machine is compiled
 once. Disk entries are written atomically (a temporary file renamed into
 place) and carry a SHA-256 checksum of their contents: a truncated or
 corrupted entry is detected, deleted and recompiled, never loaded.
+
+The folder is kept under LAZYGRAD_CACHE_MAX_MB megabytes (default 512; 0 or
+less: no limit). Every hit touches its entry's modification time, so mtime
+orders entries by last use; when a write takes the folder over the limit, the
+least recently used entries are deleted until it is back under 90% of it.
+The folder's size is recorded in a `.usage` file that writers update under an
+flock, so that no write has to list the folder. Eviction is safe with several
+processes at once: deleting is the only change it makes to entries, an entry
+deleted under a reader is a miss (recompiled), never a damaged load, and
+evictions are serialised by the same lock.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
+import time
 
 import llvmlite
+
+try:
+    import fcntl
+except ImportError:   # (no flock: the recorded size can lose concurrent updates; listing corrects it)
+    fcntl = None
 
 from .. import stats
 from . import llvm as llvm_backend
@@ -28,6 +45,19 @@ def cache_dir() -> str | None:
     if setting is not None and setting.strip().lower() in ("0", "off", "false", "no", ""):
         return None
     return setting or os.path.join(os.path.expanduser("~"), ".cache", "lazygrad")
+
+
+DEFAULT_MAX_MB = 512
+
+
+def max_bytes() -> int | None:
+    """The size limit of the cache folder in bytes (LAZYGRAD_CACHE_MAX_MB), or None for no limit."""
+    setting = os.environ.get("LAZYGRAD_CACHE_MAX_MB")
+    try:
+        mb = float(setting) if setting is not None and setting.strip() else DEFAULT_MAX_MB
+    except ValueError:
+        mb = DEFAULT_MAX_MB
+    return int(mb * (1 << 20)) if 0 < mb < float("inf") else None   # (nan, inf: no limit)
 
 
 def kernel_key(ir_text: str) -> str:
@@ -98,21 +128,130 @@ def usable_dir(folder: str) -> bool:
     return ok
 
 
-def _write_entry(folder: str, path: str, payload: bytes) -> None:
-    """Write atomically (a temporary file renamed into place); a cache that cannot be written is skipped."""
+def _write_entry(folder: str, path: str, payload: bytes) -> bool:
+    """Write atomically (a temporary file renamed into place); a cache that cannot be written is skipped
+    (False)."""
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
     except OSError:
-        return
+        return False
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
         os.replace(tmp, path)
+        return True
     except OSError:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        return False
+
+
+evictions = 0   # entries this process deleted to keep the folder under its limit
+_ENTRY = re.compile(r"[0-9a-f]{64}\.o")
+_STALE_TMP_S = 600   # a temporary file this old belongs to a writer that died: it may go too
+
+
+def _scan(folder: str) -> list[tuple[float, int, str]]:
+    """(mtime, size, path) of every entry, and of temporary files left by dead writers."""
+    found = []
+    now = time.time()
+    try:
+        with os.scandir(folder) as it:
+            for e in it:
+                name = e.name
+                is_tmp = name.startswith(".tmp-")
+                if not (is_tmp or _ENTRY.fullmatch(name)):
+                    continue
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue   # (deleted meanwhile)
+                if is_tmp and now - st.st_mtime < _STALE_TMP_S:
+                    continue   # another process is writing it
+                found.append((st.st_mtime, st.st_size, e.path))
+    except OSError:
+        pass
+    return found
+
+
+def evict(folder: str, limit: int, keep: str | None = None) -> int:
+    """Delete the least recently used entries until the folder holds at most 90% of `limit` bytes
+    (when it holds more than `limit`); never `keep` (the entry just written). Returns the bytes
+    the folder now holds, as far as this process knows."""
+    entries = _scan(folder)
+    total = sum(size for _, size, _ in entries)
+    if total <= limit:
+        return total
+    target = int(limit * 0.9)
+    for _, size, path in sorted(entries):   # oldest first
+        if total <= target:
+            break
+        if path == keep:
+            continue
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass   # another process evicted it first: it is gone all the same
+        except OSError:
+            continue
+        total -= size
+        global evictions
+        evictions += 1
+    return total
+
+
+_USAGE = ".usage"   # the folder's total entry bytes, as text: kept by every writer under an flock
+
+
+def _locked(fd: int) -> None:
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX)   # (released when fd is closed)
+
+
+def _record_write(folder: str, path: str, size: int) -> None:
+    """Add a written entry to the folder's recorded size; evict when that passes the limit.
+
+    Listing the folder costs a stat per entry (seconds for 100,000 entries on a busy disk), too much
+    for every write, or even every process's first. So the total lives in `.usage`, updated under an
+    exclusive flock (no update is lost between processes); the folder is listed only when the total
+    passes the limit (then eviction rewrites it from the listing) or when the file is missing or
+    unreadable. The record errs high, never low: an entry two processes both wrote counts twice, a
+    damaged entry deleted before its rewrite still counts; a high record only evicts a little early,
+    and the listing puts it right.
+    """
+    limit = max_bytes()
+    if limit is None:
+        return
+    try:
+        fd = os.open(os.path.join(folder, _USAGE), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return
+    try:
+        _locked(fd)
+        raw = os.read(fd, 64)
+        try:
+            total = int(raw) + size
+        except ValueError:   # new, empty or damaged: count what is there (the new entry included)
+            total = sum(sz for _, sz, _ in _scan(folder))
+        if total > limit:
+            total = evict(folder, limit, keep=path)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(total).encode())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _touch(path: str) -> None:
+    """Mark an entry as just used (its mtime orders eviction). An entry deleted meanwhile is no matter."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
 
 
 def object_code(ir_text: str, key: str) -> bytes:
@@ -125,6 +264,7 @@ def object_code(ir_text: str, key: str) -> bytes:
         payload = _read_entry(path)
         if payload is not None:
             stats.bump("disk_cache_hits")
+            _touch(path)
             return payload
         if os.path.exists(path):  # damaged: remove it so it is rewritten
             try:
@@ -133,6 +273,6 @@ def object_code(ir_text: str, key: str) -> bytes:
                 pass
     payload = llvm_backend.optimize_and_emit(ir_text)
     stats.bump("kernels_compiled")
-    if path is not None:
-        _write_entry(folder, path, payload)
+    if path is not None and _write_entry(folder, path, payload):
+        _record_write(folder, path, 4 + 32 + len(payload))
     return payload

@@ -27,8 +27,17 @@ F32, F64 = ir.FloatType(), ir.DoubleType()
 # Elementwise ADD/MUL carry no fast-math flags: results match NumPy and PyTorch
 # bit for bit. Reductions may reassociate (that is what lets them vectorise) and
 # a multiply feeding a sum becomes one fused multiply-add.
+#
+# Only flags that cannot turn a nan into a number are used. `reassoc` on the sum's
+# fadd is all the loop vectoriser needs. `nsz` is left out on purpose: with
+# `reassoc` + `nsz` on the fadds, InstCombine factors a common multiplier out of
+# the (unrolled) sum, x0*c + x1*c -> (x0 + x1)*c, so sum([1, -1, 1] * inf) became
+# (1 - 1 + 1)*inf = inf instead of inf - inf + inf = nan.
 FAST = ()
-REDUCE_FLAGS = ("reassoc", "contract", "nsz")
+REDUCE_FLAGS = ("reassoc", "contract")
+# A multiply feeding a sum gets only `contract` (fuse into an FMA, which rounds once
+# instead of twice and changes no inf/nan result); never `reassoc`.
+PRODUCT_FLAGS = ("contract",)
 # Inside a "blocked" loop (register blocking, see lower.py) each accumulator is
 # updated in order: without `reassoc` the loop vectoriser leaves the loop alone
 # (it would otherwise vectorise it as a reduction, along the loop), and the SLP
@@ -178,14 +187,23 @@ class _Renderer:
             flags = BLOCKED_FLAGS if self.blocked_depth else REDUCE_FLAGS
             if _is_float(acc_dtype) and producer.op == "alu" and producer.arg == "MUL":
                 x, y = (self.values[s] for s in producer.src)
-                # the product carries `contract` too, so LLVM fuses it with the sum into an FMA
-                new = b.fadd(old, b.fmul(x, y, flags=flags), flags=flags)
+                # The product carries only `contract`: LLVM may fuse it with the sum into an FMA,
+                # but nothing lets it factor a constant out, sum(x*c) -> c*sum(x), which would
+                # make sum([1,-1,1]*inf) inf instead of nan (see REDUCE_FLAGS).
+                new = b.fadd(old, b.fmul(x, y, flags=PRODUCT_FLAGS), flags=flags)
             elif _is_float(acc_dtype):
                 new = b.fadd(old, v, flags=flags)
             elif _is_bool(acc_dtype):
                 new = b.or_(old, v)
             else:
                 new = b.add(old, v)
+        elif ins.arg == "MUL":  # a product: integers wrap (two's complement), bool is AND
+            if _is_float(acc_dtype):
+                new = b.fmul(old, v, flags=BLOCKED_FLAGS if self.blocked_depth else REDUCE_FLAGS)
+            elif _is_bool(acc_dtype):
+                new = b.and_(old, v)
+            else:
+                new = b.mul(old, v)
         elif ins.arg == "OR":
             new = b.or_(old, v)
         else:

@@ -11,6 +11,7 @@ range, with inf and nan handled as in PyTorch.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 from llvmlite import ir
@@ -136,30 +137,218 @@ def log2(b: ir.IRBuilder, x):
     return out
 
 
-def sin(b: ir.IRBuilder, x):
-    """sin(x): k = round(x / (pi/2)), r = x - k*pi/2 in three parts, then +-sin(r) or +-cos(r).
+# ---- sin: argument reduction for every finite argument ----
+#
+# sin(x) = +-sin(r) or +-cos(r) where x = k * pi/2 + r, |r| <= ~pi/4 and k mod 4
+# picks the case. Finding r is the hard part: for |x| = 1e20 the integer k has
+# 67 bits, so pi/2 must be known to well over 67 + 53 bits, and no float
+# arithmetic on x itself can do that. Two methods:
+#
+# * small |x| (< 2**19): Cody-Waite. k = round(x * 2/pi) and x - k*pi/2 with
+#   pi/2 split into three 33-bit parts: each k*part is exact, so r is exact
+#   to ~1e-30 absolute.
+# * large |x|: Payne-Hanek. Write |x| = M * 2**s with an integer M (24 bits
+#   for float32, 53 for float64). Only W = (2**s * 2/pi) mod 4 matters: M times
+#   a multiple of 4 adds a multiple of 4 to x * 2/pi, i.e. a multiple of 2*pi
+#   to x. For every exponent a small table holds W in three float64 pieces,
+#   cut so that the products M * piece are exact (float32) or recovered
+#   exactly with an FMA (float64); their sum mod 4 gives k and r to ~2**-80
+#   absolute.
+# Both methods are evaluated and a select picks one by |x|: the loop stays
+# branch-free, so it still vectorises. float32 inputs are evaluated in float64
+# with their own cheaper reduction (24-bit M, exponents up to 127 only).
 
-    float32 inputs are computed in double precision, which keeps the range
-    reduction exact far beyond what float32 arithmetic would allow.
+SIN_FAST_LIMIT = 2.0 ** 19     # |x| below this: Cody-Waite (k < 2**19 keeps k * part exact)
+_TABLE_FIRST_EXPONENT = 19     # the tables' first entries serve 2**19 <= |x| < 2**20
+# binary places after which W's three pieces end, and the significand bits of M, per input type
+_F32_PIECES, _F32_MANT = (27, 55, 83), 23
+_F64_PIECES, _F64_MANT = (50, 103, 156), 52
+
+
+@functools.lru_cache(maxsize=None)
+def _two_over_pi_bits(bits: int) -> int:
+    """floor(2/pi * 2**bits) (to within a few units), from Machin's formula pi = 16 atan(1/5) - 4 atan(1/239)
+    in integer arithmetic with 64 guard bits."""
+    guard = 64
+    one = 1 << (bits + guard + 4)
+
+    def atan_inverse(n: int) -> int:  # atan(1/n) * one
+        total, power, k, sign = 0, one // n, 1, 1
+        n2 = n * n
+        while power:
+            total += sign * (power // k)
+            power //= n2
+            k += 2
+            sign = -sign
+        return total
+
+    pi = 16 * atan_inverse(5) - 4 * atan_inverse(239)  # pi * one
+    return ((2 * one) << bits) // pi
+
+
+@functools.lru_cache(maxsize=None)
+def _payne_hanek_table(max_exponent: int, mant_bits: int, pieces: tuple) -> tuple:
+    """Three tuples of doubles (W0, W1, W2), one entry per binary exponent 19..max_exponent of |x|.
+
+    For |x| in [2**e, 2**(e+1)), |x| = M * 2**s with s = e - mant_bits and M an
+    integer below 2**(mant_bits+1). The entry holds W = (2**s * 2/pi) mod 4 cut
+    after pieces[i] binary places: W0 has the 2 integer bits and the places
+    up to pieces[0], W1 the places up to pieces[1], W2 those up to pieces[2].
+    Every piece is exact in float64.
     """
-    if x.type == F32:
-        return b.fptrunc(sin(b, b.fpext(x, F64)), F32)
+    places = pieces[-1]
+    top = max_exponent - mant_bits + places + 8
+    two_over_pi = _two_over_pi_bits(top)
+    out = ([], [], [])
+    for exponent in range(_TABLE_FIRST_EXPONENT, max_exponent + 1):
+        s = exponent - mant_bits
+        rest = (two_over_pi >> (top - s - places)) & ((4 << places) - 1)  # W * 2**places
+        for column, end in zip(out, pieces):
+            piece = rest >> (places - end)        # W's bits down to place `end`, not yet taken
+            rest -= piece << (places - end)
+            column.append(math.ldexp(float(piece), -end))
+    return tuple(tuple(column) for column in out)
+
+
+def _table_global(b: ir.IRBuilder, name: str, values: tuple):
+    """A constant array of doubles in the builder's module (made once per module).
+
+    On NVPTX a constant global must live in the global address space (1);
+    elsewhere the default address space is used."""
+    module = b.module
+    existing = module.globals.get(name)
+    if existing is not None:
+        return existing
+    array_type = ir.ArrayType(F64, len(values))
+    addrspace = 1 if "nvptx" in (module.triple or "") else 0
+    g = ir.GlobalVariable(module, array_type, name, addrspace=addrspace)
+    g.global_constant = True
+    g.linkage = "internal"
+    g.initializer = ir.Constant(array_type, [ir.Constant(F64, v) for v in values])
+    g.align = 8
+    return g
+
+
+def _fma(b: ir.IRBuilder, a, c, d):
+    """a*c + d rounded once (llvm.fma declared by hand: Module.declare_intrinsic gets its type wrong)."""
+    module = b.module
+    fn = module.globals.get("llvm.fma.f64") or ir.Function(module, ir.FunctionType(F64, [F64, F64, F64]),
+                                                           name="llvm.fma.f64")
+    return b.call(fn, [a, c, d])
+
+
+def _two_sum(b: ir.IRBuilder, a, c):
+    """(s, e) with s = fl(a + c) and s + e == a + c exactly (Knuth's TwoSum)."""
+    s = b.fadd(a, c)
+    z = b.fsub(s, a)
+    e = b.fadd(b.fsub(a, b.fsub(s, z)), b.fsub(c, z))
+    return s, e
+
+
+def _lookup_pieces(b: ir.IRBuilder, biased_exponent, int_type, bias: int, max_exponent: int, mant_bits: int,
+                   pieces: tuple):
+    """W0, W1, W2 for an input's biased exponent (clamped into the table: lanes outside it are discarded)."""
+    count = max_exponent - _TABLE_FIRST_EXPONENT + 1
+    index = b.sub(biased_exponent, ir.Constant(int_type, bias + _TABLE_FIRST_EXPONENT))
+    index = b.select(b.icmp_signed("<", index, ir.Constant(int_type, 0)), ir.Constant(int_type, 0), index)
+    index = b.select(b.icmp_signed(">", index, ir.Constant(int_type, count - 1)),
+                     ir.Constant(int_type, count - 1), index)
+    if int_type != I64:
+        index = b.zext(index, I64)
+    tables = _payne_hanek_table(max_exponent, mant_bits, pieces)
+    out = []
+    for i, values in enumerate(tables):
+        table = _table_global(b, f"lazygrad_two_over_pi_w{i}_m{mant_bits}", values)
+        out.append(b.load(b.gep(table, [ir.Constant(I32, 0), index], inbounds=True), align=8))
+    return out
+
+
+def _mod4(m: "_Math", v):
+    """v - 4*round(v/4), in [-2, 2]; exact for the values it is used on (v a multiple of r's granularity)."""
+    b = m.b
+    return b.fsub(v, b.fmul(m.rint(b.fmul(v, m.c(0.25))), m.c(4.0)))
+
+
+def _reduce_large_f32(m: "_Math", x32):
+    """(r, k) with |x| = k*pi/2 + r (mod 2*pi) for a float32 |x| >= 2**19, as doubles (r already in radians).
+
+    M < 2**24 and the pieces end at places 27, 55, 83, so every M * piece is an
+    exact double; r is kept to ~2**-80 absolute with one TwoSum."""
+    b = m.b
+    bits = b.and_(b.bitcast(x32, I32), ir.Constant(I32, 0x7FFFFFFF))
+    biased = b.lshr(bits, ir.Constant(I32, 23))
+    # M as a float: the significand bits under the exponent of 2**23 give exactly M
+    big_m = b.fpext(b.bitcast(b.or_(b.and_(bits, ir.Constant(I32, (1 << 23) - 1)), ir.Constant(I32, 150 << 23)),
+                              F32), F64)
+    w0, w1, w2 = _lookup_pieces(b, biased, I32, 127, 127, _F32_MANT, _F32_PIECES)
+    s0 = _mod4(m, b.fmul(big_m, w0))             # exact: M*W0 < 2**26 with 27 places
+    p1, p2 = b.fmul(big_m, w1), b.fmul(big_m, w2)  # exact, < 1/8 and < 2**-31
+    k = m.rint(b.fadd(s0, p1))
+    r, err = _two_sum(b, b.fsub(s0, k), p1)      # s0 - k: exact
+    r = b.fadd(r, b.fadd(err, p2))
+    return b.fmul(r, m.c(math.pi / 2)), k
+
+
+def _reduce_large_f64(m: "_Math", ax):
+    """(r, k) with |x| = k*pi/2 + r (mod 2*pi) for a float64 |x| >= 2**19 (r in radians).
+
+    M < 2**53: the products M * W0 and M * W1 are recovered exactly as a
+    rounded product plus its FMA error; W0 ends at place 50 so that sums of
+    its multiples below 8 stay exact in 53 bits."""
+    b = m.b
+    c = m.c
+    bits = b.bitcast(ax, I64)
+    biased = b.lshr(bits, ir.Constant(I64, 52))
+    big_m = b.bitcast(b.or_(b.and_(bits, ir.Constant(I64, (1 << 52) - 1)), ir.Constant(I64, 1075 << 52)), F64)
+    w0, w1, w2 = _lookup_pieces(b, biased, I64, 1023, 1023, _F64_MANT, _F64_PIECES)
+    p0 = b.fmul(big_m, w0)
+    e0 = _fma(b, big_m, w0, b.fneg(p0))          # M*W0 = p0 + e0 exactly; both multiples of 2**-50
+    s0 = _mod4(m, b.fadd(_mod4(m, p0), e0))      # exact: below 8 in magnitude, 50 places
+    p1 = b.fmul(big_m, w1)
+    e1 = _fma(b, big_m, w1, b.fneg(p1))
+    t, err = _two_sum(b, s0, p1)
+    t = _mod4(m, t)
+    low = b.fadd(b.fadd(err, e1), b.fmul(big_m, w2))  # |low| < 2**-48
+    k = m.rint(t)
+    r_hi = b.fsub(t, k)                           # exact (Sterbenz), |r_hi| <= 1/2
+    # (r_hi + low) * pi/2 with pi/2 = PIO2_HI + PIO2_LO, the product's rounding error kept by an FMA
+    pio2_hi, pio2_lo = 1.5707963267948966, 6.123233995736766e-17
+    head = b.fmul(r_hi, c(pio2_hi))
+    tail = _fma(b, r_hi, c(pio2_hi), b.fneg(head))
+    tail = b.fadd(tail, _fma(b, r_hi, c(pio2_lo), b.fmul(low, c(pio2_hi))))
+    return b.fadd(head, tail), k
+
+
+def sin(b: ir.IRBuilder, x):
+    """sin(x): x = k*pi/2 + r (Cody-Waite for |x| < 2**19, Payne-Hanek above), then +-sin(r) or +-cos(r).
+
+    float32 inputs are computed in double precision.
+    """
     m = _Math(b, F64)
-    k = m.rint(m.mul(x, m.c(2.0 / math.pi)))
-    r = m.sub(x, m.mul(k, m.c(1.57079632673412561417e+00)))
-    r = m.sub(r, m.mul(k, m.c(6.07710050630396597660e-11)))
-    r = m.sub(r, m.mul(k, m.c(2.02226624879595063154e-21)))
+    x32 = x if x.type == F32 else None
+    xd = b.fpext(x, F64) if x32 is not None else x
+    ax = b.call(b.module.declare_intrinsic("llvm.fabs", [F64]), [xd])
+    # Cody-Waite, for |x| < SIN_FAST_LIMIT
+    k_small = m.rint(m.mul(xd, m.c(2.0 / math.pi)))
+    r = m.sub(xd, m.mul(k_small, m.c(1.57079632673412561417e+00)))
+    r = m.sub(r, m.mul(k_small, m.c(6.07710050630396597660e-11)))
+    r_small = m.sub(r, m.mul(k_small, m.c(2.02226624879595063154e-21)))
+    # Payne-Hanek on |x|, for larger |x|; then the sign goes back on: x = -(k*pi/2 + r)
+    r_big, k_big = _reduce_large_f32(m, x32) if x32 is not None else _reduce_large_f64(m, ax)
+    negative = b.fcmp_ordered("olt", xd, m.c(0.0))
+    r_big = b.select(negative, b.fneg(r_big), r_big)
+    k_big = b.select(negative, b.fneg(k_big), k_big)
+    small = b.fcmp_ordered("olt", ax, m.c(SIN_FAST_LIMIT))
+    r = b.select(small, r_small, r_big)
+    k = b.select(small, k_small, k_big)    # |k| < 2**19 either way (inf/nan: garbage, replaced below)
     r2 = m.mul(r, r)
     sin_r = m.mul(r, m.horner(r2, [(-1) ** j / math.factorial(2 * j + 1) for j in range(8)]))
     cos_r = m.horner(r2, [(-1) ** j / math.factorial(2 * j) for j in range(9)])
-    # k is finite after clamping; huge |x| lose accuracy anyway, keep the integer in range
-    kc = m.select_cmp("olt", k, m.c(-1e15), m.c(0.0), m.select_cmp("ogt", k, m.c(1e15), m.c(0.0), k))
-    quadrant = b.and_(b.fptosi(kc, I64), ir.Constant(I64, 3))
+    quadrant = b.and_(b.fptosi(k, I32), ir.Constant(I32, 3))
     use_cos = b.trunc(quadrant, I1)
-    negate = b.icmp_unsigned(">=", quadrant, ir.Constant(I64, 2))
+    negate = b.icmp_unsigned(">=", quadrant, ir.Constant(I32, 2))
     value = b.select(use_cos, cos_r, sin_r)
     value = b.select(negate, b.fneg(value), value)
     # sin(inf) and sin(nan) are nan
-    not_finite = b.fcmp_unordered("uge", b.call(b.module.declare_intrinsic("llvm.fabs", [F64]), [x]),
-                                  m.c(float("inf")))
-    return b.select(not_finite, m.c(float("nan")), value)
+    value = b.select(b.fcmp_unordered("uge", ax, m.c(float("inf"))), m.c(float("nan")), value)
+    return b.fptrunc(value, F32) if x32 is not None else value

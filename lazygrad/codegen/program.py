@@ -14,7 +14,7 @@ Instruction kinds (`Instr.op`):
   load    src=(param, index)                 buffer[index]
   store   src=(param, index, value)          buffer[index] = value
   acc     arg=initial value                  a mutable accumulator
-  update  src=(acc, value) arg=ADD|MAX|OR    acc = op(acc, value)
+  update  src=(acc, value) arg=ADD|MAX|MUL|OR  acc = op(acc, value)
   read    src=(acc,)                         the accumulator's current value
   arg     arg="start"|"end"                  the kernel's start/end arguments (see below)
 The dtype "index" is a 64-bit signed integer used for loop variables and
@@ -110,6 +110,22 @@ def zero_of(dtype):
     if dtype.is_bool:
         return False
     return 0.0
+
+
+def one_of(dtype):
+    """The identity of a product: 1, 1.0 or True."""
+    if dtype.is_bool:
+        return True
+    return 1 if dtype.is_int else 1.0
+
+
+def identity_of(update_op: str, dtype):
+    """The value an accumulator starts from for the update `update_op` (ADD, MAX, MUL or OR)."""
+    if update_op == "MAX":
+        return lowest_of(dtype)
+    if update_op == "MUL":
+        return one_of(dtype)
+    return zero_of(dtype)
 
 
 def lowest_of(dtype: DType):

@@ -148,7 +148,7 @@ def report_text(report, stages, code: str = "none") -> str:
 # ---------------------------------------------------------------- DOT
 
 _COLORS = {"buffer": "#e6e6e6", "realized": "#d9d2e9", "const": "#fff2cc"}
-_OP_COLORS = {"SUM": "#fce5cd", "REDUCE_MAX": "#fce5cd", "GATHER": "#d0e0e3", "SCATTER": "#d0e0e3"}
+_OP_COLORS = {"SUM": "#fce5cd", "REDUCE_MAX": "#fce5cd", "PROD": "#fce5cd", "GATHER": "#d0e0e3", "SCATTER": "#d0e0e3"}
 _MOVEMENT = {"RESHAPE", "PERMUTE", "EXPAND", "PAD", "SHRINK", "FLIP"}
 
 

@@ -123,7 +123,7 @@ def op_hint(node: Node) -> str:
     if node.op in MOVEMENT:
         return movement_hint(node.op, node.src[0].shape, node.arg, node.shape)
     if node.op in REDUCE:
-        what = "sum" if node.op is Op.SUM else "max"
+        what = {Op.SUM: "sum", Op.REDUCE_MAX: "max", Op.PROD: "product"}[node.op]
         return f"{what} over dims {tuple(node.arg)} (kept as size 1)"
     if node.op is Op.GATHER:
         src, index = node.src

@@ -205,6 +205,38 @@ def _reduce_max(node, g):
     return (_mul(hit, _expand_to(share, x.shape)),)
 
 
+def _prod(node, g):
+    """d prod(x) / d x_i is the product of the other elements, computed as PyTorch does around zeros.
+
+    Dividing the product by x_i works only when no element is zero. With the
+    zeros counted along the reduced axes and `others` = the product of the
+    nonzero elements (each zero replaced by 1):
+      * no zero:            others / x_i
+      * exactly one zero:   at that zero, `others` (the product of everyone else);
+                            elsewhere 0 (their product of the others includes the zero)
+      * two or more zeros:  0 everywhere
+    The division uses x_i with zeros replaced by 1, so the branch that WHERE
+    discards never computes 1/0: a second derivative through it stays finite.
+    With exactly one zero, the 0 at the other elements is written as
+    (the zero element itself) * others / x_i: the same value, but its derivative
+    with respect to the zero element is right, so second derivatives match
+    PyTorch there too (with two or more zeros they are left at 0).
+    """
+    (x,) = node.src
+    axes = node.arg
+    is_zero = N.binary(Op.CMPEQ, x, _const(0.0, x))
+    safe = N.where(is_zero, _const(1.0, x), x)
+    others = _expand_to(N.reduce(Op.PROD, safe, axes), x.shape)
+    zeros = _expand_to(N.reduce(Op.SUM, _mask(is_zero, x), axes), x.shape)
+    the_zero = _expand_to(N.reduce(Op.SUM, _select(is_zero, x), axes), x.shape)  # 0, or a sum of zeros
+    one_zero = N.binary(Op.CMPEQ, zeros, _const(1.0, zeros))
+    # the factor the zeros contribute to a nonzero element's "product of the others"
+    zero_factor = N.where(N.binary(Op.CMPEQ, zeros, _const(0.0, zeros)), _const(1.0, x), _select(one_zero, the_zero))
+    at_zero = _select(one_zero, others)
+    at_nonzero = _mul(zero_factor, _mul(others, _recip(safe)))
+    return (_mul(_expand_to(g, x.shape), N.where(is_zero, at_zero, at_nonzero)),)
+
+
 def _reshape(node, g):
     (x,) = node.src
     return (N.movement(Op.RESHAPE, g, x.shape),)
@@ -307,6 +339,7 @@ RULES = {
     Op.WHERE: _where,
     Op.SUM: _sum,
     Op.REDUCE_MAX: _reduce_max,
+    Op.PROD: _prod,
     Op.RESHAPE: _reshape,
     Op.PERMUTE: _permute,
     Op.EXPAND: _expand,

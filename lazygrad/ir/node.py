@@ -167,8 +167,8 @@ def where(cond: Node, a: Node, b: Node) -> Node:
 
 def reduce(op: Op, x: Node, axes: tuple) -> Node:
     assert op in REDUCE
-    axes = tuple(sorted(set(axes)))
-    shape = tuple(1 if i in axes else s for i, s in enumerate(x.shape))
+    axes = tuple(sorted(set(axes))) if len(axes) > 1 else tuple(axes)
+    shape = tuple([1 if i in axes else s for i, s in enumerate(x.shape)])
     return _intern(op, (x,), axes, x.dtype, shape)
 
 

@@ -33,6 +33,7 @@ class Op(Enum):
     # reductions: arg is the tuple of reduced axes; those axes keep size 1
     SUM = auto()
     REDUCE_MAX = auto()
+    PROD = auto()     # product; integers wrap like PyTorch's int64 (an empty product is 1)
     # movement: never copy, they change how an index reaches the data
     RESHAPE = auto()  # arg: new shape
     PERMUTE = auto()  # arg: the permutation
@@ -54,7 +55,7 @@ UNARY = frozenset({Op.EXP2, Op.LOG2, Op.SQRT, Op.SIN, Op.RECIP, Op.NEG, Op.TRUNC
 BINARY = frozenset({Op.ADD, Op.MUL, Op.MAX, Op.CMPLT, Op.CMPEQ, Op.IDIV, Op.MOD})
 TERNARY = frozenset({Op.WHERE})
 ELEMENTWISE = UNARY | BINARY | TERNARY
-REDUCE = frozenset({Op.SUM, Op.REDUCE_MAX})
+REDUCE = frozenset({Op.SUM, Op.REDUCE_MAX, Op.PROD})
 MOVEMENT = frozenset({Op.RESHAPE, Op.PERMUTE, Op.EXPAND, Op.PAD, Op.SHRINK, Op.FLIP})
 LEAF = frozenset({Op.BUFFER, Op.CONST})
 COMPARISON = frozenset({Op.CMPLT, Op.CMPEQ})

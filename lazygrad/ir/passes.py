@@ -7,12 +7,19 @@ simplified, and as scheduled into kernels. (Gradients are built earlier, by
 """
 from __future__ import annotations
 
+from .limits import check_kernels
 from .schedule import schedule
 from .simplify import simplify
 
+
+def scheduled(roots):
+    """schedule(), then refuse kernels too big to ever run (ir/limits.py) before they are compiled."""
+    return check_kernels(schedule(roots))
+
+
 PIPELINE = [
     ("simplified", simplify),   # list[Node] -> list[Node]
-    ("scheduled", schedule),    # list[Node] -> list[Kernel]
+    ("scheduled", scheduled),   # list[Node] -> list[Kernel]
 ]
 
 

@@ -4,14 +4,23 @@
 are interned, so a rebuilt node that matches an existing one *is* that node.
 Rules only fire where they are exact in floating point (x*1 -> x, but not
 x+0 -> x for floats, which would turn -0.0 + 0 into -0.0).
+
+Reductions of values that are constant along the reduced axes (a CONST, an
+EXPAND from size 1, elementwise ops of those) are not loops: `SUM` becomes the
+value times the count, `REDUCE_MAX` the value. So `ones(1 << 40).sum()` costs
+nothing, as does `x.expand(n, m).sum(0)`. See `_reduce_uniform`.
 """
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 
+from . import dtypes
 from . import node as N
 from .node import Node
-from .ops import Op, MOVEMENT
+from .ops import Op, MOVEMENT, ELEMENTWISE
 
 
 def _is_const(n: Node, value=None) -> bool:
@@ -41,6 +50,181 @@ def _fold(op: Op, node: Node, srcs: list[Node]):
     return N.const(r.item(), node.dtype, node.shape)
 
 
+# ---- reductions of values that do not vary along the reduced axes ----
+
+_PROD = getattr(Op, "PROD", None)   # (a product reduction, where the op set has one)
+
+
+def _uniform_axes(node: Node, memo: dict) -> frozenset:
+    """The axes along which `node`'s value provably does not change (size-1 axes aside).
+
+    A CONST is constant along every axis, EXPAND(x) along the axes it broadcasts and x's, an
+    elementwise op along the axes all its sources share. Anything else (a leaf buffer, a realised
+    node, movement that is not an EXPAND, a reduction, gather) along none. Iterative: elementwise
+    chains can be deeper than Python's recursion limit.
+    """
+    stack = [node]
+    while stack:
+        n = stack[-1]
+        if id(n) in memo:
+            stack.pop()
+            continue
+        if n.realized is not None:
+            axes = frozenset()
+        elif n.op is Op.CONST:
+            axes = frozenset(range(len(n.shape)))
+        elif n.op is Op.EXPAND or n.op in ELEMENTWISE:
+            pending = [s for s in n.src if id(s) not in memo]
+            if pending:
+                stack.extend(pending)
+                continue
+            if n.op is Op.EXPAND:
+                x = n.src[0]
+                axes = memo[id(x)][1] | {i for i, (a, b) in enumerate(zip(x.shape, n.shape)) if a == 1 != b}
+            else:
+                axes = frozenset.intersection(*[memo[id(s)][1] for s in n.src])
+        else:
+            axes = frozenset()
+        memo[id(n)] = (n, axes)   # (the node is kept alive with its entry: ids are not reused meanwhile)
+        stack.pop()
+    return memo[id(node)][1]
+
+
+_memo: dict | None = None   # _uniform_axes' memo for the simplify() run in progress (one walk per node)
+
+
+class _Abort(Exception):
+    """A rewrite would build a node that is realised elsewhere: keep the graph as it is."""
+
+
+def _fresh(n: Node) -> Node:
+    if n.realized is not None and n.op is not Op.CONST:
+        raise _Abort   # (see simplify(): a realised node is a leaf the plan does not list)
+    return n
+
+
+def _collapse(node: Node, axes: frozenset, memo: dict) -> Node:
+    """`node` with size 1 along `axes` (along each of which it is constant or already of size 1)."""
+    key = (id(node), axes)
+    hit = memo.get(key)
+    if hit is not None:
+        return hit[1]
+    shape = tuple(1 if i in axes else s for i, s in enumerate(node.shape))
+    if shape == node.shape:
+        out = node
+    elif node.op is Op.CONST:
+        out = N.const(node.arg, node.dtype, shape)
+    elif node.op is Op.EXPAND:
+        x = node.src[0]
+        inner = frozenset(i for i in axes if x.shape[i] != 1)
+        x = _collapse(x, inner, memo)
+        out = x if x.shape == shape else _fresh(N.movement(Op.EXPAND, x, shape))
+    else:   # elementwise
+        srcs = [_collapse(s, axes, memo) for s in node.src]
+        out = _fresh(_rewrite(Node(node.op, tuple(srcs), node.arg, node.dtype, shape), srcs))
+    memo[key] = (node, out)
+    return out
+
+
+def _wrap_int(value: int, dtype) -> int:
+    bits = 8 * np.dtype(dtype.np).itemsize
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+def _round_to(exact: Fraction, dtype) -> float:
+    """`exact` correctly rounded (to nearest, ties to even) to a float dtype's precision."""
+    try:
+        x64 = float(exact)   # correctly rounded to float64
+    except OverflowError:
+        return math.copysign(math.inf, exact)
+    if np.dtype(dtype.np) == np.float64 or not math.isfinite(x64):
+        return x64
+    with np.errstate(all="ignore"):
+        f = np.array(x64, dtype=dtype.np)
+        if not np.isfinite(f):
+            return float(f)
+        # float64 -> float32 can round twice (a float64 on a float32 tie): pick the nearest neighbour exactly
+        best = None
+        for c in (np.nextafter(f, -np.inf), f, np.nextafter(f, np.inf)):
+            if not np.isfinite(c):
+                continue
+            d = abs(Fraction(float(c)) - exact)
+            even = not (int(np.array(c).view(np.uint32)) & 1)
+            if best is None or d < best[0] or (d == best[0] and even):
+                best = (d, c)
+    return float(best[1])
+
+
+def _fold_sum(value, count: int, dtype):
+    """The sum of `count` copies of `value`, as the node's dtype would hold it (one correct rounding for floats;
+    integers wrap like the loop would; +0.0 for a zero sum, as a sum starting at 0 gives)."""
+    if dtype.is_int:
+        return _wrap_int(int(value) * count, dtype)
+    value = float(np.array(value, dtype=dtype.np))   # (a float32 CONST holds a Python float: round it first)
+    if math.isnan(value) or math.isinf(value):
+        return value if count else 0.0
+    result = _round_to(Fraction(value) * count, dtype)
+    return result if result != 0 else 0.0
+
+
+def _fold_prod(value, count: int, dtype):
+    if dtype.is_int:
+        return _wrap_int(pow(int(value), count, 1 << 64), dtype)
+    with np.errstate(all="ignore"):
+        value = np.array(value, dtype=dtype.np).astype(np.float64)
+        return float(np.power(value, count).astype(dtype.np)) if count else 1.0
+
+
+def _reduce_uniform(node: Node, x: Node):
+    """The reduction `node` (its source now `x`) without the loop over the axes along which `x` is
+    constant; None: no rewrite.
+
+    SUM(x) = x' * count (floats: multiplied in float64, then + 0.0: a sum of -0.0 is +0.0, as in
+    PyTorch), REDUCE_MAX(x) = x', where x' is x collapsed to size 1 along those axes; the other
+    reduced axes are still reduced.
+    A CONST is folded exactly: sum(full((n,), c)) is c * n rounded once to the dtype (PyTorch's
+    cascade sum of a float32 constant can be a few ulps off that: sum(full((10**8 + 7,), 0.1)) is
+    9999993.0 there, 10000001.0 here, exactly 10000000.85...).
+    """
+    if x.dtype.is_bool:
+        return None
+    axes = node.arg
+    memo = _memo if _memo is not None else {}
+    uniform = _uniform_axes(x, memo)
+    collapse = frozenset(i for i in axes if i in uniform and x.shape[i] != 1)
+    if not collapse:
+        return None
+    count = math.prod(x.shape[i] for i in collapse)
+    if count == 0 and node.op is not Op.SUM:
+        return None   # max / prod of nothing: left to the reduction (the tensor layer refuses it or knows it)
+    if count == 0:
+        return N.const(0, node.dtype, node.shape)
+    rest = tuple(i for i in axes if i not in collapse and x.shape[i] != 1)
+    try:
+        small = _collapse(x, collapse, {})
+        if rest:
+            small = _fresh(_rewrite(N.reduce(node.op, small, rest), [small]))
+        if node.op is Op.REDUCE_MAX:
+            return small
+        if _is_const(small):
+            fold = _fold_sum if node.op is Op.SUM else _fold_prod
+            return N.const(fold(small.arg, count, node.dtype), node.dtype, node.shape)
+        if node.op is not Op.SUM:
+            return None   # (a product of copies is a power: no op for it)
+        dtype = node.dtype
+        if dtype.is_int:
+            return _fresh(N.binary(Op.MUL, small, N.const(_wrap_int(count, dtype), dtype, node.shape)))
+        # float: the product in float64 (exact count, one rounding there) then rounded to the dtype: a
+        # float32 count above 2**24 would be rounded itself first
+        wide = _fresh(N.cast(small, dtypes.float64))
+        out = _fresh(N.binary(Op.MUL, wide, N.const(float(count), dtypes.float64, node.shape)))
+        out = _fresh(N.cast(out, dtype))
+        return _fresh(N.binary(Op.ADD, out, N.const(0.0, dtype, node.shape)))
+    except (_Abort, RecursionError):
+        return None
+
+
 def _rewrite(node: Node, srcs: list[Node]) -> Node:
     op = node.op
     if op in MOVEMENT:
@@ -60,6 +244,10 @@ def _rewrite(node: Node, srcs: list[Node]) -> Node:
             return _rewrite(N.movement(Op.PERMUTE, x.src[0], tuple(inner[i] for i in node.arg)),
                             [x.src[0]])
         return N.movement(op, x, node.arg)
+    if op is Op.SUM or op is Op.REDUCE_MAX or (op is _PROD and _PROD is not None):
+        reduced = _reduce_uniform(node, srcs[0])
+        if reduced is not None:
+            return reduced
     if all(_is_const(s) for s in srcs) and srcs:
         folded = _fold(op, node, srcs)
         if folded is not None:
@@ -89,6 +277,15 @@ def _rewrite(node: Node, srcs: list[Node]) -> Node:
 
 def simplify(roots: list[Node]) -> list[Node]:
     """The simplified roots. Leaves and realized nodes are kept as they are."""
+    global _memo
+    _memo = {}
+    try:
+        return _simplify(roots)
+    finally:
+        _memo = None
+
+
+def _simplify(roots: list[Node]) -> list[Node]:
     done: dict[int, Node] = {}
     for node in N.toposort(roots):
         if node.is_leaf:

@@ -7,6 +7,7 @@ from .. import devices as _device
 from ..ir import node as N
 from ..ir.node import Buffer
 from ..tensor import Tensor
+from ..views import value_changed
 
 
 def _data_of(value) -> np.ndarray:
@@ -34,6 +35,8 @@ class Parameter(Tensor):
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
 
+    __str__ = __repr__   # (print(param) shows the prefix too, as in PyTorch)
+
     def __reduce_ex__(self, protocol):
         return (Parameter, (self.detach().numpy().copy(), self.requires_grad))
 
@@ -49,3 +52,4 @@ def assign_data(tensor: Tensor, value, dtype=None) -> None:
     tensor._node = N.buffer(Buffer("cpu", dtype, flat.size, flat), tuple(arr.shape))
     if on_gpu:
         _device.place(tensor, "cuda")
+    value_changed(tensor)   # (w.data given to an init function: w gets the values too; lazygrad/views.py)

@@ -6,10 +6,12 @@ values of every parameter and every state tensor together, in ONE schedule,
 and rebinds each parameter to its new buffer.
 
 Repeated steps must reuse that schedule, and the schedule cache recognises a
-graph by its structure, constants included. So a value that changes from step
-to step (Adam's bias corrections, a learning rate changed by a schedule)
-enters the graph as a one-element buffer made by `_scalar`, never as a
-constant: step 2 onward then compiles nothing.
+graph by its structure, some constants included (0 and 1 are compiled into
+the kernels: see lazygrad/runtime/realize.py). So a value that changes from
+step to step (Adam's bias corrections, a learning rate changed by a schedule,
+a dampening that is 1 at the first step) enters the graph as a one-element
+buffer made by `_scalar`, never as a constant: step 2 onward then compiles
+nothing.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from ..autograd_state import enable_grad, no_grad
 from ..creation import _from_array
 from ..ir.ops import Op
 from ..tensor import Tensor, realize
+from ..views import refresh
 
 
 class _Required:
@@ -123,6 +126,8 @@ class Optimizer:
         realize(*(value for _, value in new_values), *new_state)
         for p, value in new_values:
             p._node = value._node
+            if p._views:   # (views of p, e.g. a kept `p.data`, show the new values: lazygrad/views.py)
+                refresh(p)
         return loss
 
     # ---- saving and loading ----

@@ -188,6 +188,7 @@ class BufferPool:
 
 
 pool = BufferPool()
+_counters = stats.counters
 
 
 def launch(kernel: CompiledKernel, arrays: list, program: Program | None = None) -> list:
@@ -201,15 +202,15 @@ def launch(kernel: CompiledKernel, arrays: list, program: Program | None = None)
     size = program.outer_size
     addresses = pool.addresses   # (pool.address(a), written out: this runs for every array of every launch)
     pointers = [None if a is None else addresses.get(id(a)) or pool.address(a) for a in arrays]  # None: error flag
-    pointers += [None] * (len(program.params) - len(pointers))  # scratch parameters, set below
     error_param = program.error_param
     workers = 1   # (a small kernel runs on the calling thread: the thread count is not even looked up)
     if program.work >= PARALLEL_WORK_THRESHOLD and size >= 2:
         workers = min(num_threads(), size)
     if workers == 1 and error_param is None and not program.scratch:   # the simplest case: just call it
-        stats.bump("kernels_launched")
+        _counters["kernels_launched"] += 1   # (stats.bump, written out)
         kernel.fn(*pointers, 0, size)
         return []
+    pointers += [None] * (len(program.params) - len(pointers))  # scratch parameters, set below
     flags = []
     scratch = []  # each worker gets its own scratch buffers, back to the pool afterwards
     worker_args = []

@@ -15,11 +15,15 @@
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 
+import numpy as np
+
 from .. import stats
-from ..codegen.lower import lower
+from ..codegen.lower import LOG2E, lower
+from ..ir import node as N
 from ..ir.node import Buffer, Node, arg_key, toposort
 from ..ir.ops import Op
 from ..ir.passes import run_pipeline
@@ -29,13 +33,63 @@ from . import cpu
 # (read once: on Python 3.11 reading an Enum member through its class, `Op.BUFFER`, is slow)
 _CONST, _BUFFER = Op.CONST, Op.BUFFER
 
+# ---- scalar parameters ----
+#
+# A Python scalar in a tensor expression (`x * lr`, `loss / step`) becomes a CONST node. Were its value
+# part of the structure key, every new value would build a new plan and compile new kernels, and the
+# plan cache would grow without bound. So a floating-point constant is a *parameter*: the key records
+# its dtype and shape only, the plan reads it from a one-element buffer (an input like any other), and
+# each run passes the current value. The values below stay *baked*, keyed by value and compiled into
+# the code, because the passes rely on them: simplify rewrites x * 1 and folds constants (the 0s and 1s
+# of gradient seeds, masks, zeros() and ones()), the lowering renders EXP2(x * log2 e) as an accurate
+# exp; nan (x != x) and infinities (masks, max) are kept as they are. Integer and boolean constants are
+# always baked: they are index arithmetic, masks and divisors that the lowering inspects. (Every baked
+# value is one more plan for a loop whose scalar passes through it, so the list is kept short: `loss /
+# step` builds one plan at step 1 and one for every step after.)
+_BAKED_FLOATS = frozenset({0.0, 1.0, math.inf, -math.inf, LOG2E})
+
+
+def is_parameter(node: Node) -> bool:
+    """Whether a CONST node is a scalar parameter of the plan rather than a constant in its code."""
+    arg = node.arg
+    return arg.__class__ is float and arg == arg and arg not in _BAKED_FLOATS
+
+
+# (value, dtype) -> a one-element Buffer holding it: the input a plan reads a parameter from. Parameters
+# are never 0 or nan (baked), so the float itself is an exact key. Bounded: a schedule of ever new values
+# (a learning rate decayed at every step) must not keep every one.
+_param_buffers: dict = {}
+_PARAM_BUFFERS_LIMIT = 1024
+
+
+def _param_buffer(node: Node) -> Buffer:
+    key = (node.arg, node.dtype)
+    buf = _param_buffers.get(key)
+    if buf is None:
+        if len(_param_buffers) >= _PARAM_BUFFERS_LIMIT:
+            _param_buffers.clear()
+        buf = _param_buffers[key] = Buffer("cpu", node.dtype, 1, np.full(1, node.arg, dtype=node.dtype.np))
+    return buf
+
 # Hooks called with a dict describing each realisation (used by lazygrad.inspect and DEBUG).
 observers: list = []
 
 
+# Where debug_level() reads LAZYGRAD_DEBUG: os.environ's own table (bytes on POSIX). os.environ.get
+# of an unset name raises and catches a KeyError inside, microseconds at every realisation.
+try:
+    _environ, _DEBUG_KEY = os.environ._data, os.environ.encodekey("LAZYGRAD_DEBUG")
+except AttributeError:   # (not CPython's os._Environ)
+    _environ, _DEBUG_KEY = os.environ, "LAZYGRAD_DEBUG"
+
+
 def debug_level() -> int:
+    """LAZYGRAD_DEBUG as a number (0 when unset or not a number), read at every call."""
+    value = _environ.get(_DEBUG_KEY)
+    if value is None:
+        return 0
     try:
-        return int(os.environ.get("LAZYGRAD_DEBUG", "0"))
+        return int(value)
     except ValueError:
         return 0
 
@@ -62,6 +116,7 @@ class Plan:
         # Worked out once here rather than at every run. At run time the arrays sit in one list:
         # the leaves' first, then the temporaries' (tmp j at n_leaves + j).
         self.n_leaves = n_leaves
+        self.param_leaves: list[int] = []   # which leaves are scalar parameters (CONST nodes), set by _build_plan
         self.root_tmps = {j for kind, j in root_slots if kind == "tmp"}
         for i, step in enumerate(steps):
             dtype, numel = tmp_meta[step.output_slot[1]]
@@ -70,20 +125,24 @@ class Plan:
                                                              for kind, j in step.inputs]   # its arrays, in order
             step.frees = [n_leaves + j for kind, j in dict.fromkeys(step.inputs)   # intermediates to free after it
                           if kind == "tmp" and last_use.get(j) == i and j not in self.root_tmps]
+            step.flagged = step.program.error_param is not None   # it takes an error flag
 
 
 _plans: dict = {}
 
 
-def _structure(roots: list[Node], through: bool = False):
+def _structure(roots: list[Node], through: bool = False, params: bool = True):
     """The structure key of a graph, and its leaves (buffers and realized nodes) in order.
 
     The key is the graph written out with every leaf replaced by a placeholder
     numbered by its place in the walk: two graphs with equal keys differ only
-    in the buffers they read, so one plan runs both. A depth-first walk lists
-    each node after its sources and describes it by (op, arg, dtype, shape,
-    places of its sources); the leaves come out in walk order, which is the
-    order the plan expects its input buffers in.
+    in the buffers they read and the values of their scalar parameters (see
+    is_parameter; a parameter is a leaf too), so one plan runs both. A
+    depth-first walk lists each node after its sources and describes it by
+    (op, arg, dtype, shape, places of its sources); the leaves come out in walk
+    order, which is the order the plan expects its input buffers in.
+
+    `params=False` keys every constant by value (no parameters): see plan_for.
 
     `through=True` also walks below realized nodes (marking them "R"), for
     autograd's cache of backward plans: gradients are derived through
@@ -95,15 +154,16 @@ def _structure(roots: list[Node], through: bool = False):
     limit, a long chain of lazy operations, is walked again with an explicit
     stack, which lists the nodes in the same order.)
     """
-    position: dict[int, int] = {}   # id(node) -> its place in the walk
-    order: list[Node] = []
+    # node -> its place in the walk (keyed by the node itself: nodes hash by identity, in C, and
+    # `id(node)` would be one more call per lookup). Its keys are the nodes in walk order.
+    position: dict[Node, int] = {}
     leaves: list[Node] = []
     parts: list[tuple] = []
-    CONST, BUFFER = _CONST, _BUFFER
+    CONST, BUFFER, baked = _CONST, _BUFFER, _BAKED_FLOATS
 
     def visit(node: Node) -> int:
         """List `node` after its sources; its place in the walk."""
-        place = position.get(id(node))
+        place = position.get(node)
         if place is not None:
             return place
         op = node.op
@@ -113,17 +173,22 @@ def _structure(roots: list[Node], through: bool = False):
                 (visit(src[0]), visit(src[1])) if len(src) == 2 else tuple([visit(s) for s in src])
             part = (op, node.arg, node.dtype, node.shape, places)
         elif op is CONST:
-            # by value even when an earlier realisation attached a buffer to this (interned) node: kernels
-            # render constants into their code, so two graphs differing in a constant must not share a plan
-            part = ("C", arg_key(node.arg), node.dtype, node.shape)
+            # even when an earlier realisation attached a buffer to this (interned) node, a constant is
+            # a value: a parameter (see is_parameter: a leaf read from a one-element buffer, keyed without
+            # its value), or baked into the kernels' code and keyed by value
+            arg = node.arg
+            if params and arg.__class__ is float and arg == arg and arg not in baked:   # (is_parameter)
+                part = ("P", node.dtype, node.shape)
+                leaves.append(node)
+            else:
+                part = ("C", arg_key(arg), node.dtype, node.shape)
         elif op is BUFFER or not through:
             part = ("L", node.dtype, node.shape)
             leaves.append(node)
         else:   # a realized node, walked through
             part = ("R", op, node.arg, node.dtype, node.shape, tuple([visit(s) for s in node.src]))
             leaves.append(node)
-        place = position[id(node)] = len(order)
-        order.append(node)
+        place = position[node] = len(parts)
         parts.append(part)
         return place
 
@@ -135,35 +200,65 @@ def _structure(roots: list[Node], through: bool = False):
         while stack:
             node, pending = stack[-1]
             for s in pending:
-                if id(s) not in position:
+                if s not in position:
                     stack.append((s, iter(sources(s))))
                     break
             else:
                 stack.pop()
                 visit(node)   # (its sources are listed: no recursion)
-        return position[id(root)]
+        return position[root]
 
     try:
         root_places = tuple([visit(r) for r in roots])
     except RecursionError:
-        position.clear(), order.clear(), leaves.clear(), parts.clear()
+        position.clear(), leaves.clear(), parts.clear()
         root_places = tuple([visit_with_stack(r) for r in roots])
     key = (tuple(parts), root_places)
-    # `visit` refers to itself through its closure: a reference cycle that would keep `order` (every
+    # `visit` refers to itself through its closure: a reference cycle that would keep `position` (every
     # node, and so every result buffer) alive until Python's cycle collector runs. Break it now.
     visit = visit_with_stack = None  # noqa: F841
-    return (key, leaves, order) if through else (key, leaves)
+    return (key, leaves, list(position)) if through else (key, leaves)
 
 
 def _buffer_of(leaf: Node) -> Buffer:
+    if leaf.op is _CONST:   # a scalar parameter
+        return _param_buffer(leaf)
     return leaf.realized if leaf.realized is not None else leaf.arg
+
+
+def _with_parameters(roots: list[Node], leaves: list[Node]):
+    """`roots` with every scalar parameter among `leaves` read from a one-element buffer.
+
+    Returns the new roots and, per parameter, the BUFFER node standing for it (which
+    the plan's kernels take as an input). The buffer is read through RESHAPE and
+    EXPAND to the constant's shape, as any broadcast value is.
+    """
+    params = {id(n) for n in leaves if n.op is _CONST}
+    if not params:
+        return roots, {}
+    new: dict[int, Node] = {}
+    standins: dict[int, Node] = {}
+    for node in toposort(roots):
+        if id(node) in params:
+            buf = N.buffer(Buffer("cpu", node.dtype, 1, np.full(1, node.arg, dtype=node.dtype.np)), (1,))
+            standins[id(node)] = buf
+            read = N.movement(Op.RESHAPE, buf, (1,) * len(node.shape)) if node.shape != (1,) else buf
+            new[id(node)] = N.movement(Op.EXPAND, read, node.shape) if read.shape != node.shape else read
+        elif node.realized is not None or not node.src:
+            new[id(node)] = node
+        else:
+            src = tuple([new[id(s)] for s in node.src])
+            same = all(a is b for a, b in zip(src, node.src))
+            new[id(node)] = node if same else Node(node.op, src, node.arg, node.dtype, node.shape)
+    return [new[id(r)] for r in roots], standins
 
 
 def _build_plan(roots: list[Node], leaves: list[Node], backend=cpu) -> Plan:
     record: dict = {}
-    kernels = run_pipeline(roots, record)
+    built, standins = _with_parameters(roots, leaves)
+    kernels = run_pipeline(built, record)
     simplified = record["simplified"]
-    leaf_slot = {id(n): ("leaf", i) for i, n in enumerate(leaves)}
+    leaf_slot = {id(standins.get(id(n), n)): ("leaf", i) for i, n in enumerate(leaves)}
     out_slot: dict[int, tuple] = {}
     steps, tmp_meta = [], []
     for kernel in kernels:
@@ -198,7 +293,9 @@ def _build_plan(roots: list[Node], leaves: list[Node], backend=cpu) -> Plan:
     for kind, j in root_slots:
         if kind == "tmp":
             last_use[j] = len(steps)  # roots live on
-    return Plan(steps, root_slots, tmp_meta, last_use, record, backend, len(leaves))
+    plan = Plan(steps, root_slots, tmp_meta, last_use, record, backend, len(leaves))
+    plan.param_leaves = [i for i, n in enumerate(leaves) if n.op is _CONST]
+    return plan
 
 
 def realize(nodes: list[Node], device: str | None = None):
@@ -211,13 +308,19 @@ def realize(nodes: list[Node], device: str | None = None):
     roots = [n for n in dict.fromkeys(nodes) if n.realized is None and n.op is not _BUFFER]
     if not roots:
         return None
-    plan, leaves = plan_for(roots, device)
-    return run_plan(plan, roots, leaves)
+    level = debug_level()
+    plan, leaves = plan_for(roots, device, inspected=level > 0 or bool(observers))
+    return run_plan(plan, roots, leaves, level)
 
 
-def plan_for(roots: list[Node], device: str | None = None):
-    """The plan computing `roots` (from the cache when a graph of this structure was seen) and its leaves."""
-    key, leaves = _structure(roots)
+def plan_for(roots: list[Node], device: str | None = None, inspected: bool = False):
+    """The plan computing `roots` (from the cache when a graph of this structure was seen) and its leaves.
+
+    `inspected`: the realisation is watched (lazygrad.inspect, LAZYGRAD_DEBUG), which shows the graphs
+    as the program built them. Its plan then has no scalar parameters (constants stay constants, keyed
+    by value), so that the graphs it records are the program's own.
+    """
+    key, leaves = _structure(roots, params=not inspected)
     backend = cpu
     if devices.state.cuda_used or device == "cuda":  # nothing to decide until a GPU tensor exists
         if devices.plan_device(roots, device) == "cuda":
@@ -258,20 +361,23 @@ def execute(plan: Plan, leaves: list[Node], root_meta: list[tuple], level: int =
     pool = backend.pool
     if backend is cpu:   # (_buffer_of, written out)
         leaf_buffers = [n.arg if n.realized is None else n.realized for n in leaves]
+        for i in plan.param_leaves:
+            leaf_buffers[i] = _param_buffer(leaves[i])
     else:
         leaf_buffers = _leaf_buffers(plan, leaves)
     arrays = [b.data for b in leaf_buffers] + [None] * len(plan.tmp_meta)   # (see Plan: leaves, then tmps)
     timings = []
+    take, give, launch, perf_counter = pool.take, pool.give, backend.launch, time.perf_counter
     try:
         for i, step in enumerate(plan.steps):
             where, np_dtype, numel = step.output
-            arrays[where] = pool.take(np_dtype, numel)
+            arrays[where] = take(np_dtype, numel)
             args = [arrays[k] for k in step.reads]
-            if step.program.error_param is not None:
-                args.append(None)  # filled per slice by the launcher
-            t0 = time.perf_counter()
-            flags = backend.launch(step.compiled, args, step.program)
-            elapsed = time.perf_counter() - t0
+            if step.flagged:
+                args.append(None)  # the error flag: filled per slice by the launcher
+            t0 = perf_counter()
+            flags = launch(step.compiled, args, step.program)
+            elapsed = perf_counter() - t0
             timings.append(elapsed)
             if level >= 1:
                 from ..inspect import debug
@@ -281,7 +387,7 @@ def execute(plan: Plan, leaves: list[Node], root_meta: list[tuple], level: int =
                 if codes:
                     raise _index_error(step, codes[0])
             for k in step.frees:   # intermediates whose last reader just ran
-                pool.give(arrays[k])
+                give(arrays[k])
                 arrays[k] = None
     except BaseException:
         for j in range(len(plan.tmp_meta)):
@@ -302,10 +408,10 @@ def execute(plan: Plan, leaves: list[Node], root_meta: list[tuple], level: int =
     return buffers, timings
 
 
-def run_plan(plan: Plan, roots: list[Node], leaves: list[Node]):
+def run_plan(plan: Plan, roots: list[Node], leaves: list[Node], level: int | None = None):
     """Run `plan` on the buffers of `leaves` and attach each root's result buffer to the root."""
     backend = plan.backend
-    level = debug_level()
+    level = debug_level() if level is None else level
     if level >= 1:  # LAZYGRAD_DEBUG output is written by lazygrad/inspect/debug.py
         from ..inspect import debug
         debug.before_run(plan, roots, level)

@@ -99,6 +99,8 @@ def format_op(op: Op) -> str:
         return f"{c!r} {sym} {s[0]}" if rev else f"{s[0]} {sym} {c!r}"
     if name == "slice":
         return f"{s[0]}[{', '.join(_index_text(i) for i in a[0])}]"
+    if name == "full":
+        return f"full({a[0]}, {a[1]!r}, dtype={a[2]})"
     if name == "where":
         return f"where({s[0]}, {s[1]}, {s[2]})"
     if name == "inplace":
@@ -253,6 +255,8 @@ def api_apply(L: Lib, op: Op, xs: list):
         return fn(c, x) if rev else fn(x, c)
     if name == "where":
         return m.where(xs[0], xs[1], xs[2])
+    if name == "full":
+        return m.full(a[0], a[1], dtype=L.dtype(a[2], a[2]))
     if name == "slice":
         return x[_index_obj(a[0])]
     if name == "pad":
@@ -488,6 +492,8 @@ def ref_apply(op: Op, xs: list, fdt):
     a, name = op.args, op.name
     x = xs[0] if xs else None
     F = lambda v: np.asarray(v, dtype=x.dtype)  # noqa: E731  a constant in x's dtype
+    if name == "full":
+        return np.full(a[0], a[1], dtype=fdt if a[2] in ("float32", "float64") else np.dtype(a[2]))
     if name == "add":
         return np.logical_or(*xs) if xs[0].dtype == np.bool_ else xs[0] + xs[1]
     if name == "sub":

@@ -82,10 +82,6 @@ def test_realized_constants_do_not_share_a_schedule(worker):
     _check(worker, g)
 
 
-@pytest.mark.xfail(strict=True, reason="llvm.py r_update gives the fmul feeding a sum the reduction flags "
-                                       "(reassoc): LLVM factors a constant out of the sum, sum(x*c) -> c*sum(x), "
-                                       "so sum([1,-1,1] * inf) is inf instead of nan. The fmul needs only "
-                                       "'contract' (FMA) there.")
 def test_sum_of_products_with_an_infinite_constant():
     y = lg.tensor([1.0, -1.0, 1.0])
     assert np.isnan((y * float("inf")).sum().item())
@@ -137,3 +133,29 @@ def test_simplify_does_not_land_on_a_node_realised_elsewhere(worker):
     v0 = lg.tensor(np.array([[5]]))
     v0.reshape(1, 1, 1, 1).numpy()
     assert (v0 @ lg.tensor(np.ones((1, 1, 3), dtype=np.int64))).tolist() == [[[5, 5, 5]]]
+
+
+def test_empty_scatter_or_cat_part_keeps_requires_grad(worker):
+    """Backward fuzzer (`python -m fuzz.explore --grad --seed 9091`, graph #799): full(...).scatter_add(0,
+    empty index, src requiring grad) did not require grad (an empty index returned an alias of the base),
+    so backward() raised "element 0 of tensors does not require grad"; PyTorch's result requires grad.
+    Same for cat() with a skipped empty part and for item assignment of an empty region."""
+    from .graph import finite_difference_check, gradients_lazygrad
+    g = Graph("float64", (Input((1,), "float", 0, "normal", True), Op("full", (), ((1,), -1.5, "float64")),
+                          Input((0,), "index", 12448128, "index:1"), Input((0,), "float", 17787, "normal", True),
+                          Op("scatter_add", (1, 2, 3), (0,)), Op("neg", (4,)), Op("scalar", (5,), ("add", 2.0, False)),
+                          Op("mul", (6, 6)), Op("log", (7,))), (8,), ("float",), False, 3)
+    finite_difference_check(g, worker.call(gradients_lazygrad, g, label=repr(g)))
+    empty = lambda: lg.zeros(0, dtype=lg.float64).requires_grad_(True)  # noqa: E731
+    assert lg.ones(1, dtype=lg.float64).scatter_add(0, lg.zeros(0, dtype=lg.int64), empty()).requires_grad
+    assert lg.cat([lg.ones(2, dtype=lg.float64), empty()]).requires_grad
+    assert lg.cat([lg.ones(2, 3, dtype=lg.float64), empty(), lg.ones(1, 3, dtype=lg.float64)]).requires_grad
+    x = lg.zeros(3, dtype=lg.float64)
+    x[3:] = empty()
+    assert x.requires_grad
+    y = lg.zeros(3, dtype=lg.float64)
+    y[lg.tensor([], dtype=lg.int64)] = empty()
+    assert y.requires_grad
+    w = lg.ones(2, dtype=lg.float64, requires_grad=True)
+    lg.cat([w, empty()]).sum().backward()
+    assert w.grad.tolist() == [1.0, 1.0]

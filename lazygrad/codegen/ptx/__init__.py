@@ -465,7 +465,7 @@ class _Entry:
     def block_combine(self, v, dtype, op: str, identity):
         """The combination of every thread's `v` in the block, returned to every thread."""
         b = self.b
-        if dtype != INDEX and dtype.name == "float32" and op in ("ADD", "MAX"):
+        if dtype != INDEX and dtype.name == "float32" and op in ("ADD", "MAX", "MUL"):
             return self.shuffle_combine(v, dtype, op, identity)
         mem_t = memory_type(dtype)
         arr = self.shared_array(mem_t, self.block)
@@ -629,6 +629,10 @@ class _Entry:
             if _is_float(dtype):
                 return b.fadd(a, c, flags=("contract",))
             return b.or_(a, c) if _is_bool(dtype) else b.add(a, c)
+        if op == "MUL":  # a product: integers wrap, bool is AND
+            if _is_float(dtype):
+                return b.fmul(a, c)
+            return b.and_(a, c) if _is_bool(dtype) else b.mul(a, c)
         if op == "OR":
             return b.or_(a, c)
         return self.max(dtype, a, c)

@@ -17,7 +17,7 @@ WARP = 32
 
 # Instruction kinds this renderer implements (see program.py). Unknown kinds raise NotImplementedError.
 INSTRUCTION_KINDS = frozenset({"arg", "const", "loop", "endloop", "alu", "load", "store", "acc", "update", "read"})
-UPDATE_OPS = frozenset({"ADD", "MAX", "OR"})
+UPDATE_OPS = frozenset({"ADD", "MAX", "MUL", "OR"})
 
 # ALU ops per kind of operand. Comparisons are looked up by their operands' kind, everything else by
 # the result's. Ops missing here (say SIN on integers) are refused before any IR is built.
@@ -102,7 +102,7 @@ class _Reduction:
     acc: int            # the accumulator instruction
     nest: _Nest         # the loops it runs over
     read: int           # the instruction reading the result
-    op: str             # ADD / MAX / OR
+    op: str             # ADD / MAX / MUL / OR
 
 
 class _Analysis:
