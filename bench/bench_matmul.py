@@ -5,7 +5,7 @@
 lazygrad builds `a @ b` as `(a[:, :, None] * b[None, :, :]).sum(1)`, one
 kernel, which the code generator lowers into a register-blocked loop nest
 (6 x 16 outputs per block, vector fused multiply-adds, rows split across
-threads; see lazygrad/codegen/lower.py). Each lazygrad iteration builds its
+threads; see lazygrad/codegen/lower/upcast.py). Each lazygrad iteration builds its
 product from new input tensors: nodes are interned, so the same expression on
 the same tensors would return the result already computed.
 

@@ -4,7 +4,7 @@
 
 Long float32 sums in lazygrad are summed in two levels (blocks of up to
 2048 elements in float32 vector lanes, the block sums in float64; see
-`Lowerer.render_cascade_sum` in lazygrad/codegen/lower.py). This prints, per
+`Lowerer.render_cascade_sum` in lazygrad/codegen/lower/reduce.py). This prints, per
 case, the fastest of `--repeat` runs of each library and the relative error
 of each result against a float64 reference, so that a change to the
 reduction loops can be checked for both speed and accuracy. Every lazygrad

@@ -43,7 +43,7 @@ def _function_from_method(name):
 for _name in ("add", "sub", "mul", "div", "true_divide", "floor_divide", "remainder", "fmod", "pow", "neg",
               "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sqrt", "rsqrt", "sin", "cos", "tan", "tanh",
               "sigmoid", "relu", "abs", "sign", "floor", "ceil", "round", "trunc", "frac", "clamp", "clip",
-              "maximum", "minimum", "reciprocal", "square", "lerp",
+              "maximum", "minimum", "reciprocal", "square", "lerp", "softmax", "log_softmax",
               "lt", "le", "gt", "ge", "eq", "ne", "isnan", "isinf", "isfinite", "logical_not", "logical_and",
               "logical_or", "logical_xor", "allclose", "equal",
               "sum", "mean", "var", "std", "max", "min", "amax", "amin", "argmax", "argmin", "prod", "all", "any",
@@ -63,5 +63,13 @@ concat = concatenate = cat
 moveaxis = movedim
 
 # `axis=` works wherever `dim=` does, as in PyTorch (x.sum(axis=0), torch.cat(ts, axis=1))
-_shape_ops.install_axis_alias(Tensor)
+for _methods_class in Tensor.__mro__[:-1]:   # Tensor and the classes it inherits its methods from (tensor.py)
+    _shape_ops.install_axis_alias(_methods_class)
+del _methods_class
 _shape_ops.install_axis_alias(globals())
+
+# PyTorch's grad_fn names on the results of the common ops (print(loss) shows grad_fn=<MseLossBackward0>)
+from . import grad_fn as _grad_fn  # noqa: E402
+import sys as _sys  # noqa: E402
+_grad_fn.install(Tensor, nn.functional, _sys.modules[__name__])
+del _sys

@@ -11,7 +11,7 @@ reads the result:
 * repeat is reshape + expand + reshape: (a, b) repeated (r, s) reads element
   (i % a, j % b) at output (i, j), through index arithmetic.
 
-The Tensor methods of the same names delegate here (`lazygrad/tensor.py`).
+The Tensor methods of the same names delegate here (`lazygrad/tensor_shape.py`).
 """
 from __future__ import annotations
 

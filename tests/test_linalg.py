@@ -177,7 +177,7 @@ def test_empty_operands():
 
 
 def _uses_gemm_nest(t) -> bool:
-    """Whether the product kernel of `t` is lowered to the cache-blocked GEMM nest (lower.py, structure 5):
+    """Whether the product kernel of `t` is lowered to the cache-blocked GEMM nest (lower/gemm.py, structure 5):
     its A panel, B panel and partial sums are three scratch buffers."""
     from lazygrad.codegen.lower import lower
     return any(len(lower(k).scratch) == 3 for k in t.schedule() if k.reduce is not None)

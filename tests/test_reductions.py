@@ -95,7 +95,7 @@ def test_sum_over_columns_of_transposed_matrix():
 # ---- the blocked (upcast) nest: column sums and matrix products ----
 
 def _not_plain(t) -> bool:
-    """Whether a kernel of `t` uses the blocked (3) or streaming (4) nest of lower.py rather than the plain one."""
+    """Whether a kernel of `t` uses the blocked (3) or streaming (4) nest of lower/ rather than the plain one."""
     programs = [lower(k) for k in t.schedule()]
     return any(p.loop_hints or p.scratch for p in programs)
 

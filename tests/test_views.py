@@ -164,3 +164,29 @@ def test_integer_and_bool_results_do_not_require_grad():
     assert not w.long().requires_grad
     assert w.floor().requires_grad and w.max(0).values.requires_grad
     assert not w.max(0).indices.requires_grad
+
+
+def test_grad_fn_names_match_pytorch():
+    F = nn.functional
+    x = lazygrad.randn(3, 2, requires_grad=True)
+    w = lazygrad.randn(2, 2, requires_grad=True)
+    model = nn.Linear(2, 1)
+    cases = {
+        "SumBackward0": x.sum(), "MeanBackward1": x.mean(axis=0), "MaxBackward0": x.max(0).values,
+        "MmBackward0": x @ w, "AddmmBackward0": F.linear(x, w, lazygrad.zeros(2)),
+        "MseLossBackward0": nn.MSELoss()(model(x), lazygrad.zeros(3, 1)),
+        "NllLossBackward0": F.cross_entropy(x, lazygrad.tensor([0, 1, 1])),
+        "SelectBackward0": x[0], "TBackward0": x.t(), "ViewBackward0": x.view(6),
+        "DivBackward0": x / 2, "MulBackward0": x * w[0], "SubBackward0": x - w[0], "ReluBackward0": x.relu(),
+        "LogSoftmaxBackward0": x.log_softmax(1),
+    }
+    for name, t in cases.items():
+        assert t.grad_fn.name() == name
+        assert f"grad_fn=<{name}>" in repr(t)
+    assert x.grad_fn is None and x.detach().grad_fn is None
+    y = x * 2
+    y.add_(1)
+    assert y.grad_fn.name() == "AddBackward0"   # an in-place op gives the tensor a new grad_fn
+    torch = pytest.importorskip("torch")
+    tx = torch.tensor(x.detach().numpy(), requires_grad=True)
+    assert torch.nn.functional.cross_entropy(tx, torch.tensor([0, 1, 1])).grad_fn.name() == "NllLossBackward0"

@@ -18,51 +18,29 @@ import re
 import llvmlite.binding as llvm
 from llvmlite import ir
 
-from ..ir.dtypes import DType
 from . import llvm_math
-from .program import INDEX, Program
+from .llvm_alu import F64, I64, AluRenderer, constant, is_bool, is_float, value_type
+from .llvm_alu import close_counted_loop, from_memory, memory_type, open_counted_loop, to_memory
+from .program import Program
 
-I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
-F32, F64 = ir.FloatType(), ir.DoubleType()
-# Elementwise ADD/MUL carry no fast-math flags: results match NumPy and PyTorch
-# bit for bit. Reductions may reassociate (that is what lets them vectorise) and
-# a multiply feeding a sum becomes one fused multiply-add.
+# Elementwise ops carry no fast-math flags (see llvm_alu.py): results match NumPy
+# and PyTorch bit for bit. Reductions may reassociate (that is what lets them
+# vectorise) and a multiply feeding a sum becomes one fused multiply-add.
 #
 # Only flags that cannot turn a nan into a number are used. `reassoc` on the sum's
 # fadd is all the loop vectoriser needs. `nsz` is left out on purpose: with
 # `reassoc` + `nsz` on the fadds, InstCombine factors a common multiplier out of
 # the (unrolled) sum, x0*c + x1*c -> (x0 + x1)*c, so sum([1, -1, 1] * inf) became
 # (1 - 1 + 1)*inf = inf instead of inf - inf + inf = nan.
-FAST = ()
 REDUCE_FLAGS = ("reassoc", "contract")
 # A multiply feeding a sum gets only `contract` (fuse into an FMA, which rounds once
 # instead of twice and changes no inf/nan result); never `reassoc`.
 PRODUCT_FLAGS = ("contract",)
-# Inside a "blocked" loop (register blocking, see lower.py) each accumulator is
+# Inside a "blocked" loop (register blocking, see lower/upcast.py) each accumulator is
 # updated in order: without `reassoc` the loop vectoriser leaves the loop alone
 # (it would otherwise vectorise it as a reduction, along the loop), and the SLP
 # vectoriser packs the block's independent updates into vector FMAs instead.
 BLOCKED_FLAGS = ("contract",)
-
-
-def value_type(dtype):
-    """The LLVM type a value of `dtype` has in registers."""
-    if dtype == INDEX:
-        return I64
-    return {"bool": I1, "int32": I32, "int64": I64, "float32": F32, "float64": F64}[dtype.name]
-
-
-def memory_type(dtype: DType):
-    """The LLVM type of one element in a buffer (NumPy stores bool as a byte)."""
-    return I8 if dtype.is_bool else value_type(dtype)
-
-
-def _is_float(dtype) -> bool:
-    return dtype != INDEX and dtype.is_floating_point
-
-
-def _is_bool(dtype) -> bool:
-    return dtype != INDEX and dtype.is_bool
 
 
 @functools.lru_cache(maxsize=None)
@@ -89,7 +67,10 @@ def host_description() -> str:
     return f"{llvm.get_process_triple()}|{llvm.get_host_cpu_name()}|{llvm.get_host_cpu_features().flatten()}"
 
 
-class _Renderer:
+class _Renderer(AluRenderer):
+    """One program as one LLVM function for the host. The ALU ops and casts are `AluRenderer`'s
+    (llvm_alu.py, shared with the GPU renderer); `float_math` and the reduction update are the CPU's."""
+
     def __init__(self, program: Program, name: str):
         self.p = program
         self.module = ir.Module(name=name)
@@ -121,53 +102,33 @@ class _Renderer:
         return self.fn.args[len(self.p.params) + (0 if ins.arg == "start" else 1)]
 
     def r_const(self, ins):
-        typ = value_type(ins.dtype)
-        if _is_bool(ins.dtype):
-            return ir.Constant(I1, int(bool(ins.arg)))
-        return ir.Constant(typ, ins.arg)
+        return constant(ins.arg, ins.dtype)
 
     def r_loop(self, ins):
-        b = self.b
         counter = self.alloca(I64)
-        b.store(self.values[ins.src[0]], counter)
-        end = self.values[ins.src[1]]
-        header = self.fn.append_basic_block(f"{ins.arg}_head")
-        body = self.fn.append_basic_block(f"{ins.arg}_body")
-        exit_ = self.fn.append_basic_block(f"{ins.arg}_exit")
-        b.branch(header)
-        b.position_at_end(header)
-        i = b.load(counter)
-        b.cbranch(b.icmp_signed("<", i, end), body, exit_)
-        b.position_at_end(body)
+        i, header, exit_ = open_counted_loop(self.fn, self.b, counter, self.values[ins.src[0]],
+                                             self.values[ins.src[1]], ins.arg)
         self.loops[id(ins)] = (counter, header, exit_)
         if self.p.loop_hints.get(ins.arg) == "blocked":
             self.blocked_depth += 1
         return i
 
     def r_endloop(self, ins):
-        b = self.b
         loop_ins = self.p.instrs[ins.src[0]]
         counter, header, exit_ = self.loops[id(loop_ins)]
         if self.p.loop_hints.get(loop_ins.arg) == "blocked":
             self.blocked_depth -= 1
-        b.store(b.add(b.load(counter), ir.Constant(I64, 1)), counter)
-        b.branch(header)
-        b.position_at_end(exit_)
+        close_counted_loop(self.b, counter, header, exit_, ir.Constant(I64, 1))
 
     def r_load(self, ins):
         b = self.b
         ptr = b.gep(self.fn.args[ins.src[0]], [self.values[ins.src[1]]], inbounds=True)
-        v = b.load(ptr, align=ins.dtype.itemsize)
-        if _is_bool(ins.dtype):
-            v = b.icmp_unsigned("!=", v, ir.Constant(I8, 0))
-        return v
+        return from_memory(b, b.load(ptr, align=ins.dtype.itemsize), ins.dtype)
 
     def r_store(self, ins):
         b = self.b
         dtype = self.p.params[ins.src[0]][0]
-        v = self.values[ins.src[2]]
-        if _is_bool(dtype):
-            v = b.zext(v, I8)
+        v = to_memory(b, self.values[ins.src[2]], dtype)
         ptr = b.gep(self.fn.args[ins.src[0]], [self.values[ins.src[1]]], inbounds=True)
         b.store(v, ptr, align=dtype.itemsize)
 
@@ -185,22 +146,22 @@ class _Renderer:
         if ins.arg == "ADD":
             producer = self.p.instrs[ins.src[1]]
             flags = BLOCKED_FLAGS if self.blocked_depth else REDUCE_FLAGS
-            if _is_float(acc_dtype) and producer.op == "alu" and producer.arg == "MUL":
+            if is_float(acc_dtype) and producer.op == "alu" and producer.arg == "MUL":
                 x, y = (self.values[s] for s in producer.src)
                 # The product carries only `contract`: LLVM may fuse it with the sum into an FMA,
                 # but nothing lets it factor a constant out, sum(x*c) -> c*sum(x), which would
                 # make sum([1,-1,1]*inf) inf instead of nan (see REDUCE_FLAGS).
                 new = b.fadd(old, b.fmul(x, y, flags=PRODUCT_FLAGS), flags=flags)
-            elif _is_float(acc_dtype):
+            elif is_float(acc_dtype):
                 new = b.fadd(old, v, flags=flags)
-            elif _is_bool(acc_dtype):
+            elif is_bool(acc_dtype):
                 new = b.or_(old, v)
             else:
                 new = b.add(old, v)
         elif ins.arg == "MUL":  # a product: integers wrap (two's complement), bool is AND
-            if _is_float(acc_dtype):
+            if is_float(acc_dtype):
                 new = b.fmul(old, v, flags=BLOCKED_FLAGS if self.blocked_depth else REDUCE_FLAGS)
-            elif _is_bool(acc_dtype):
+            elif is_bool(acc_dtype):
                 new = b.and_(old, v)
             else:
                 new = b.mul(old, v)
@@ -213,136 +174,33 @@ class _Renderer:
     def r_read(self, ins):
         return self.b.load(self.values[ins.src[0]])
 
-    # ---- arithmetic ----
-    def max(self, dtype, a, c):
-        b = self.b
-        if _is_float(dtype):
-            # NaN-propagating like torch.maximum: pick a when a > c or a is NaN
-            pick_a = b.or_(b.fcmp_ordered(">", a, c), b.fcmp_unordered("uno", a, a))
-        elif _is_bool(dtype):
-            return b.or_(a, c)
-        else:
-            pick_a = b.icmp_signed(">", a, c)
-        return b.select(pick_a, a, c)
-
+    # ---- arithmetic (the rest is AluRenderer's, llvm_alu.py) ----
     def max_reduce(self, dtype, acc, v):
         """acc = max(acc, v) in a reduction. For floats `llvm.maximum` (NaN-propagating, like
         torch.max): the loop vectoriser recognises it as a max reduction, which it does not for
         the compare-and-select of `max`."""
-        if not _is_float(dtype):
+        if not is_float(dtype):
             return self.max(dtype, acc, v)
         t = acc.type
         name = f"llvm.maximum.{'f64' if t == F64 else 'f32'}"
         fn = self.module.globals.get(name) or ir.Function(self.module, ir.FunctionType(t, [t, t]), name=name)
         return self.b.call(fn, [acc, v])
 
-    def r_alu(self, ins):
+    def float_math(self, op, x):
+        """The CPU's transcendental ops: llvm.sqrt/llvm.trunc intrinsics, the rest from llvm_math.py."""
         b = self.b
-        op, dtype = ins.arg, ins.dtype
-        srcs = [self.values[s] for s in ins.src]
-        src_dtype = self.p.instrs[ins.src[0]].dtype if ins.src else dtype
-        if op == "CAST":
-            return self.cast(srcs[0], src_dtype, dtype)
-        if op == "WHERE":
-            return b.select(*srcs)
-        if op == "AND":
-            return b.and_(*srcs)
-        if op == "MAX":
-            return self.max(dtype, *srcs)
-        if op in ("CMPLT", "CMPEQ"):
-            return self.compare(op, src_dtype, *srcs)
-        if _is_float(dtype):
-            return self.float_op(op, *srcs)
-        if _is_bool(dtype):
-            if op == "ADD":
-                return b.or_(*srcs)
-            if op == "MUL":
-                return b.and_(*srcs)
-            raise NotImplementedError(f"{op} on bool")
-        return self.int_op(op, dtype, *srcs)
-
-    def compare(self, op, dtype, a, c):
-        b = self.b
-        if _is_float(dtype):
-            return b.fcmp_ordered("<" if op == "CMPLT" else "==", a, c)
-        if _is_bool(dtype):
-            if op == "CMPEQ":
-                return b.icmp_unsigned("==", a, c)
-            return b.icmp_unsigned("<", a, c)
-        return b.icmp_signed("<" if op == "CMPLT" else "==", a, c)
-
-    def float_op(self, op, *srcs):
-        b = self.b
-        t = srcs[0].type
-        if op == "ADD":
-            return b.fadd(*srcs, flags=FAST)
-        if op == "MUL":
-            return b.fmul(*srcs, flags=FAST)
-        if op == "NEG":
-            return b.fneg(srcs[0])
-        if op == "RECIP":
-            return b.fdiv(ir.Constant(t, 1.0), srcs[0])
-        if op == "DIV":
-            return b.fdiv(*srcs)
-        if op == "MOD":
-            return b.frem(*srcs)
         if op in ("SQRT", "TRUNC"):
             name = {"SQRT": "llvm.sqrt", "TRUNC": "llvm.trunc"}[op]
-            return b.call(self.module.declare_intrinsic(name, [t]), [srcs[0]])
+            return b.call(self.module.declare_intrinsic(name, [x.type]), [x])
         if op == "EXP":
-            return llvm_math.exp(b, srcs[0])
+            return llvm_math.exp(b, x)
         if op == "EXP2":
-            return llvm_math.exp2(b, srcs[0])
+            return llvm_math.exp2(b, x)
         if op == "LOG2":
-            return llvm_math.log2(b, srcs[0])
+            return llvm_math.log2(b, x)
         if op == "SIN":
-            return llvm_math.sin(b, srcs[0])
+            return llvm_math.sin(b, x)
         raise NotImplementedError(f"{op} on floating point")
-
-    def int_op(self, op, dtype, *srcs):
-        b = self.b
-        t = srcs[0].type
-        zero, one, minus_one = ir.Constant(t, 0), ir.Constant(t, 1), ir.Constant(t, -1)
-        if op == "ADD":
-            return b.add(*srcs)
-        if op == "MUL":
-            return b.mul(*srcs)
-        if op == "NEG":
-            return b.sub(zero, srcs[0])
-        if op in ("IDIV", "MOD"):
-            a, d = srcs
-            if dtype == INDEX:  # index arithmetic: divisor is a positive constant, values non-negative
-                return b.udiv(a, d) if op == "IDIV" else b.urem(a, d)
-            # division by 0 and INT_MIN / -1 are undefined in LLVM (and trap on x86): avoid both
-            bad = b.or_(b.icmp_signed("==", d, zero), b.icmp_signed("==", d, minus_one))
-            safe_d = b.select(bad, one, d)
-            if op == "IDIV":
-                q = b.sdiv(a, safe_d)
-                return b.select(b.icmp_signed("==", d, minus_one), b.sub(zero, a), q)
-            r = b.srem(a, safe_d)
-            return b.select(bad, zero, r)
-        if op in ("TRUNC",):
-            return srcs[0]
-        raise NotImplementedError(f"{op} on integers")
-
-    def cast(self, v, src, dst):
-        b = self.b
-        st, dt = value_type(src), value_type(dst)
-        if st == dt:
-            return v
-        if _is_bool(dst):
-            if _is_float(src):
-                return b.fcmp_unordered("!=", v, ir.Constant(st, 0.0))
-            return b.icmp_unsigned("!=", v, ir.Constant(st, 0))
-        if _is_bool(src):
-            return b.uitofp(v, dt) if _is_float(dst) else b.zext(v, dt)
-        if _is_float(src) and _is_float(dst):
-            return b.fpext(v, dt) if dt == F64 else b.fptrunc(v, dt)
-        if _is_float(src):
-            return b.fptosi(v, dt)
-        if _is_float(dst):
-            return b.sitofp(v, dt)
-        return b.sext(v, dt) if dt.width > st.width else b.trunc(v, dt)
 
 
 def render_ir(program: Program, name: str) -> str:

@@ -1,6 +1,6 @@
 """The loop program: a small, target-independent description of one kernel.
 
-`lower.py` turns a scheduled Kernel into a Program; each renderer (LLVM for
+`lower/` turns a scheduled Kernel into a Program; each renderer (LLVM for
 the CPU, PTX for NVIDIA GPUs) turns a Program into machine code. A Program
 is a flat list of instructions in SSA form; each instruction's result is
 referred to by its position in the list.
@@ -30,7 +30,7 @@ programs without them.
 Loop hints (`Program.loop_hints`, loop name -> hint) tell a renderer how a
 loop was built; a renderer may ignore them, the program means the same:
   "blocked"  the loop's body updates a block of independent accumulators
-             (register blocking, see lower.py): keep each accumulator's
+             (register blocking, see lower/upcast.py): keep each accumulator's
              updates in loop order and vectorise across the block, not along
              this loop.
 """

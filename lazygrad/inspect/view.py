@@ -15,7 +15,7 @@ of views: the top view's position, read as a row-major index into the shape of
 the view below it, is fed through that view, and so on down to memory.
 
 `View` is pure bookkeeping for the inspection tool: lowering computes the same
-index arithmetic directly (see lazygrad/codegen/lower.py).
+index arithmetic directly (see lazygrad/codegen/lower/).
 """
 from __future__ import annotations
 

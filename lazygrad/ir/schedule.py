@@ -24,7 +24,7 @@ reductions (all over the same axes of the same shape). The rules, in order:
       shape too. `x - x.max(1, keepdim=True)` is one kernel, and so is a whole
       row softmax `e / e.sum(1, keepdim=True)` with `e = (x - x.amax(1,
       keepdim=True)).exp()`: for each row, one loop finds the max, one sums,
-      one writes (lower.py hoists each reduction out of the loops it does not
+      one writes (the lowering, codegen/lower/, hoists each reduction out of the loops it does not
       depend on).
    All reductions in one kernel share one input shape and reduced axes (the
    kernel's "signature"); a reduction that fits no kernel is its own kernel,
