@@ -532,6 +532,21 @@ def test_sin_is_accurate_over_the_whole_float_range():
         assert np.all(np.abs(got - want) <= ulps * np.spacing(np.abs(want))), dtype
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [1, 7, 350, 1001])
+def test_sin_with_a_few_huge_lanes_among_ordinary_ones(dtype, size):
+    # On the CPU the huge lanes leave the vector loop through a call (llvm_math._sin_cpu):
+    # the ordinary lanes around them, in the same vector and after it, must keep their values.
+    rng = np.random.default_rng(size)
+    x = rng.uniform(-10, 10, size).astype(dtype)
+    x[rng.random(size) < 0.1] *= dtype(1e30)
+    out = lg.tensor(x).sin().numpy()
+    expected = np.sin(x.astype(np.float64))
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6 if dtype == np.float32 else 1e-14)
+    fused = (lg.tensor(x).reshape(-1, 1).sin() * 2 + 1).sum().item()   # sin inside a fused reduction
+    assert math.isclose(fused, float((expected * 2 + 1).sum()), rel_tol=1e-5, abs_tol=1e-3)
+
+
 def test_sin_cos_stay_bounded_and_accurate_below_1e15():
     x = np.array([1e5, -1e9, 12345.678, 1e14, 3.0e10], dtype=np.float32)
     for fn in ("sin", "cos"):

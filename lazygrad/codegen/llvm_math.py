@@ -18,6 +18,7 @@ from llvmlite import ir
 
 F32, F64 = ir.FloatType(), ir.DoubleType()
 I1, I32, I64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
+I8P = ir.IntType(8).as_pointer()
 FLAGS = ("contract",)
 
 
@@ -154,9 +155,11 @@ def log2(b: ir.IRBuilder, x):
 #   cut so that the products M * piece are exact (float32) or recovered
 #   exactly with an FMA (float64); their sum mod 4 gives k and r to ~2**-80
 #   absolute.
-# Both methods are evaluated and a select picks one by |x|: the loop stays
-# branch-free, so it still vectorises. float32 inputs are evaluated in float64
-# with their own cheaper reduction (24-bit M, exponents up to 127 only).
+# On the GPU (and its host emulation) both methods are evaluated and a select
+# picks one by |x|. On the CPU only Cody-Waite is in the vectorised loop and
+# Payne-Hanek is called for vectors that hold a huge lane (see "CPU" below).
+# float32 inputs are evaluated in float64 with their own cheaper Payne-Hanek
+# (24-bit M, exponents up to 127 only).
 
 SIN_FAST_LIMIT = 2.0 ** 19     # |x| below this: Cody-Waite (k < 2**19 keeps k * part exact)
 _TABLE_FIRST_EXPONENT = 19     # the tables' first entries serve 2**19 <= |x| < 2**20
@@ -319,28 +322,26 @@ def _reduce_large_f64(m: "_Math", ax):
     return b.fadd(head, tail), k
 
 
-def sin(b: ir.IRBuilder, x):
-    """sin(x): x = k*pi/2 + r (Cody-Waite for |x| < 2**19, Payne-Hanek above), then +-sin(r) or +-cos(r).
 
-    float32 inputs are computed in double precision.
-    """
-    m = _Math(b, F64)
-    x32 = x if x.type == F32 else None
-    xd = b.fpext(x, F64) if x32 is not None else x
-    ax = b.call(b.module.declare_intrinsic("llvm.fabs", [F64]), [xd])
-    # Cody-Waite, for |x| < SIN_FAST_LIMIT
-    k_small = m.rint(m.mul(xd, m.c(2.0 / math.pi)))
-    r = m.sub(xd, m.mul(k_small, m.c(1.57079632673412561417e+00)))
-    r = m.sub(r, m.mul(k_small, m.c(6.07710050630396597660e-11)))
-    r_small = m.sub(r, m.mul(k_small, m.c(2.02226624879595063154e-21)))
-    # Payne-Hanek on |x|, for larger |x|; then the sign goes back on: x = -(k*pi/2 + r)
-    r_big, k_big = _reduce_large_f32(m, x32) if x32 is not None else _reduce_large_f64(m, ax)
-    negative = b.fcmp_ordered("olt", xd, m.c(0.0))
-    r_big = b.select(negative, b.fneg(r_big), r_big)
-    k_big = b.select(negative, b.fneg(k_big), k_big)
-    small = b.fcmp_ordered("olt", ax, m.c(SIN_FAST_LIMIT))
-    r = b.select(small, r_small, r_big)
-    k = b.select(small, k_small, k_big)    # |k| < 2**19 either way (inf/nan: garbage, replaced below)
+def _cody_waite(m: "_Math", xd):
+    """(r, k) with x = k*pi/2 + r for a double |x| < SIN_FAST_LIMIT (pi/2 in three 33-bit parts)."""
+    k = m.rint(m.mul(xd, m.c(2.0 / math.pi)))
+    r = m.sub(xd, m.mul(k, m.c(1.57079632673412561417e+00)))
+    r = m.sub(r, m.mul(k, m.c(6.07710050630396597660e-11)))
+    return m.sub(r, m.mul(k, m.c(2.02226624879595063154e-21))), k
+
+
+def _payne_hanek(m: "_Math", x, xd, ax):
+    """(r, k) with x = k*pi/2 + r (mod 2*pi) for |x| >= SIN_FAST_LIMIT; x is the input (float or double)."""
+    b = m.b
+    r, k = _reduce_large_f32(m, x) if x.type == F32 else _reduce_large_f64(m, ax)
+    negative = b.fcmp_ordered("olt", xd, m.c(0.0))     # x = -(k*pi/2 + r)
+    return b.select(negative, b.fneg(r), r), b.select(negative, b.fneg(k), k)
+
+
+def _sin_of_reduced(m: "_Math", r, k, ax, out_type):
+    """+-sin(r) or +-cos(r) by k mod 4 (|k| < 2**31), nan where |x| is inf or nan; rounded to out_type."""
+    b = m.b
     r2 = m.mul(r, r)
     sin_r = m.mul(r, m.horner(r2, [(-1) ** j / math.factorial(2 * j + 1) for j in range(8)]))
     cos_r = m.horner(r2, [(-1) ** j / math.factorial(2 * j) for j in range(9)])
@@ -349,6 +350,250 @@ def sin(b: ir.IRBuilder, x):
     negate = b.icmp_unsigned(">=", quadrant, ir.Constant(I32, 2))
     value = b.select(use_cos, cos_r, sin_r)
     value = b.select(negate, b.fneg(value), value)
-    # sin(inf) and sin(nan) are nan
     value = b.select(b.fcmp_unordered("uge", ax, m.c(float("inf"))), m.c(float("nan")), value)
-    return b.fptrunc(value, F32) if x32 is not None else value
+    return b.fptrunc(value, F32) if out_type == F32 else value
+
+
+def _fabs(b: ir.IRBuilder, xd):
+    return b.call(b.module.declare_intrinsic("llvm.fabs", [F64]), [xd])
+
+
+def _sin_branch_free(b: ir.IRBuilder, x):
+    """Both reductions for every element, a select picks one by |x| (GPU and emulation: no vectoriser)."""
+    m = _Math(b, F64)
+    xd = b.fpext(x, F64) if x.type == F32 else x
+    ax = _fabs(b, xd)
+    r_small, k_small = _cody_waite(m, xd)
+    r_big, k_big = _payne_hanek(m, x, xd, ax)
+    small = b.fcmp_ordered("olt", ax, m.c(SIN_FAST_LIMIT))
+    r = b.select(small, r_small, r_big)
+    k = b.select(small, k_small, k_big)    # |k| < 2**19 either way (inf/nan: garbage, replaced by nan)
+    return _sin_of_reduced(m, r, k, ax, x.type)
+
+
+# ---- CPU: the huge-argument path out of the vector loop ----
+#
+# Evaluating Payne-Hanek for every element (three table lookups and a dozen
+# double operations; the lookups also made LLVM choose narrower vectors) more
+# than doubled the time of sin on ordinary inputs. On the CPU the loop body
+# therefore computes only Cody-Waite (huge lanes are fed 0 instead) and
+# branches to a call `lazygrad_sin_huge_<t>(x)` for |x| >= 2**19.
+#
+# The loop vectoriser flattens every branch whose code it can speculate, but
+# not a call: it vectorises the loop only because the call site names masked
+# vector variants ("vector-function-abi-variant", `_ZGV_LLVM_M<VF>v_...`, at
+# the widths it picks on this CPU), and then calls the variant once per
+# vector with the mask of huge lanes. The variant tests the
+# mask and returns (the common case: one call, a test and a return per
+# vector). Lanes set go to one function per type that
+# holds the Payne-Hanek code (_CORE_WIDTH lanes, written as a short loop that
+# the vectoriser turns into vector code); the scalar function, used by the
+# loop's scalar remainder, calls it too. The scalar function is `noinline`
+# (inlined into the loop, it would be flattened into every element again) and
+# the variants are kept alive through @llvm.compiler.used until the vectoriser
+# has used them (LangRef's rule). The variants are internal to each kernel's
+# module: no symbol is shared between kernels.
+
+
+@functools.lru_cache(maxsize=None)
+def _vector_widths(t) -> tuple:
+    """The widths at which variants for type t are offered: those the loop vectoriser picks for sin on
+    this CPU (doubles or floats filling a register; each variant costs ~10 ms of compile time).
+
+    With AVX, only vectors of 256 bits or more (the widths the vectoriser picks there)."""
+    import llvmlite.binding as llvm
+    features = llvm.get_host_cpu_features()
+    bits = 512 if features.get("avx512f") else 256 if features.get("avx") else 128
+    element_bits = 32 if t == F32 else 64
+    return tuple(n for n in (bits // 64, bits // 32) if bits == 128 or n * element_bits >= 256)
+
+
+_CORE_WIDTH = 4                  # lanes of the one function with the Payne-Hanek code (256-bit doubles)
+
+
+class _RawCallAttributes(ir.instructions.CallInstrAttributes):
+    """Call-site attributes printed verbatim (llvmlite knows no string attributes)."""
+
+    def add(self, name):
+        return set.add(self, name)
+
+
+class _CompilerUsed(ir.GlobalVariable):
+    """@llvm.compiler.used: keeps `functions` alive until code generation; one per module, so the
+    array is sized when printed (float32 and float64 sin may both add their variants)."""
+
+    def __init__(self, module: ir.Module):
+        super().__init__(module, ir.ArrayType(I8P, 0), "llvm.compiler.used")
+        self.linkage = "appending"
+        self.section = "llvm.metadata"
+        self.functions = []
+
+    def descr(self, buf):
+        self.value_type = ir.ArrayType(I8P, len(self.functions))
+        self.initializer = ir.Constant(self.value_type, [f.bitcast(I8P) for f in self.functions])
+        super().descr(buf)
+
+
+def _vector_variant(module: ir.Module, name: str, t, n: int):
+    """`<n x t> name(<n x t> x, <n x i1> mask)`: sin by Payne-Hanek of every lane when any mask bit is
+    set, else nothing (the caller uses only the masked lanes).
+
+    The lanes go through memory and a loop of n iterations with the reduction
+    inline, which the loop vectoriser turns into straight vector code (no
+    gathers: it loads the table entries lane by lane)."""
+    vt, mt = ir.VectorType(t, n), ir.VectorType(I1, n)
+    fn = ir.Function(module, ir.FunctionType(vt, [vt, mt]), name=name)
+    fn.linkage = "internal"
+    fn.attributes.add("nounwind")
+    fn.attributes.add("noinline")     # one copy, however many wrappers call it
+    vx, mask = fn.args
+    entry, fill, loop, after, done = (fn.append_basic_block(s) for s in ("entry", "fill", "loop", "after", "done"))
+    b = ir.IRBuilder(entry)
+    array = ir.ArrayType(t, n)
+    xs, ys = b.alloca(array), b.alloca(array)
+    size = n * (4 if t == F32 else 8)     # whole-vector accesses below: align the arrays to the vector
+    xs.align = ys.align = size
+    b.cbranch(b.icmp_unsigned("!=", b.bitcast(mask, ir.IntType(n)), ir.Constant(ir.IntType(n), 0)), fill, done)
+    b.position_at_end(fill)
+    b.store(vx, b.bitcast(xs, vt.as_pointer()), align=size)
+    b.branch(loop)
+    b.position_at_end(loop)
+    i = b.phi(I64)
+    zero = ir.Constant(I64, 0)
+    x = b.load(b.gep(xs, [zero, i], inbounds=True))
+    m = _Math(b, F64)
+    xd = b.fpext(x, F64) if t == F32 else x
+    ax = _fabs(b, xd)
+    r, k = _payne_hanek(m, x, xd, ax)
+    b.store(_sin_of_reduced(m, r, k, ax, t), b.gep(ys, [zero, i], inbounds=True))
+    i_next = b.add(i, ir.Constant(I64, 1))
+    i.add_incoming(zero, fill)
+    i.add_incoming(i_next, b.block)
+    b.cbranch(b.icmp_unsigned("<", i_next, ir.Constant(I64, n)), loop, after)
+    b.position_at_end(after)
+    y = b.load(b.bitcast(ys, vt.as_pointer()), align=size)
+    b.branch(done)
+    b.position_at_end(done)
+    result = b.phi(vt)
+    result.add_incoming(ir.Constant(vt, None), entry)
+    result.add_incoming(y, after)
+    b.ret(result)
+    return fn
+
+
+def _lanes(b: ir.IRBuilder, v, first: int, count: int):
+    """Lanes first .. first+count-1 of vector v as a vector (lanes past v's end: 0)."""
+    width = v.type.count
+    picks = [first + i if first + i < width else width for i in range(count)]
+    return b.shuffle_vector(v, ir.Constant(v.type, None), ir.Constant(ir.VectorType(I32, count), picks))
+
+
+def _wrapper_variant(module: ir.Module, name: str, core, n: int) -> None:
+    """`<n x t> name(<n x t> x, <n x i1> mask)`, what the vectorised loop calls for every vector.
+
+    It only tests the mask (normally all false) and returns; when a lane is set
+    it calls `name_work`, which runs the core variant on the lanes in chunks of
+    the core's width (a narrower vector padded with masked-off lanes).
+
+    (Both use the C calling convention. LLVM's preserve_all convention would
+    save the loop from spilling its vector registers around the call, about
+    10% on float64, but LLVM 22 can end such a function with `vzeroupper`,
+    which silently wipes the caller's registers: wrong results. Not worth it.)"""
+    t, base = core.function_type.return_type.element, core.function_type.return_type.count
+    vt, mt = ir.VectorType(t, n), ir.VectorType(I1, n)
+    work_fn = ir.Function(module, ir.FunctionType(vt, [vt, mt]), name=name + "_work")
+    work_fn.linkage = "internal"
+    for a in ("noinline", "nounwind"):
+        work_fn.attributes.add(a)
+    vx, mask = work_fn.args
+    b = ir.IRBuilder(work_fn.append_basic_block("entry"))
+    if n < base:
+        wide_mask = b.shuffle_vector(mask, ir.Constant(mt, [0] * n),
+                                     ir.Constant(ir.VectorType(I32, base), [i if i < n else n for i in range(base)]))
+        b.ret(_lanes(b, b.call(core, [_lanes(b, vx, 0, base), wide_mask]), 0, n))
+    else:
+        parts = [b.call(core, [_lanes(b, vx, i, base), _lanes(b, mask, i, base)]) for i in range(0, n, base)]
+        while len(parts) > 1:        # concatenate pairwise
+            parts = [b.shuffle_vector(parts[i], parts[i + 1],
+                                      ir.Constant(ir.VectorType(I32, 2 * parts[i].type.count),
+                                                  list(range(2 * parts[i].type.count))))
+                     for i in range(0, len(parts), 2)]
+        b.ret(parts[0])
+
+    fn = ir.Function(module, ir.FunctionType(vt, [vt, mt]), name=name)
+    fn.linkage = "internal"
+    fn.attributes.add("nounwind")
+    vx, mask = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    with b.if_then(b.icmp_unsigned("==", b.bitcast(mask, ir.IntType(n)), ir.Constant(ir.IntType(n), 0))):
+        b.ret(ir.Constant(vt, None))  # the common case: no lane set
+    b.ret(b.call(work_fn, [vx, mask]))
+
+
+def _huge_functions(module: ir.Module, t):
+    """(scalar function, call-site attribute text) for type t, made once per module.
+
+    Only one function holds the Payne-Hanek code, the vector variant of width
+    _CORE_WIDTH (a loop for the vectoriser: compiling that is what costs); the
+    other widths and the scalar function (the loop's scalar remainder) call it."""
+    scalar_name = f"lazygrad_sin_huge_{'f32' if t == F32 else 'f64'}"
+    variants = [(n, f"{scalar_name}_v{n}") for n in _vector_widths(t)]
+    attr = '"vector-function-abi-variant"="%s"' % ",".join(
+        f"_ZGV_LLVM_M{n}v_{scalar_name}({name})" for n, name in variants)
+    fn = module.globals.get(scalar_name)
+    if fn is not None:
+        return fn, attr
+    core = _vector_variant(module, f"{scalar_name}_core", t, _CORE_WIDTH)
+    for n, name in variants:
+        _wrapper_variant(module, name, core, n)
+    used = module.globals.get("llvm.compiler.used") or _CompilerUsed(module)
+    used.functions.extend(module.globals[name] for _, name in variants)
+
+    fn = ir.Function(module, ir.FunctionType(t, [t]), name=scalar_name)
+    fn.linkage = "internal"
+    for a in ("noinline", "nounwind", "readnone"):
+        fn.attributes.add(a)
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    vt, mt = ir.VectorType(t, _CORE_WIDTH), ir.VectorType(I1, _CORE_WIDTH)
+    v = b.call(core, [b.insert_element(ir.Constant(vt, None), fn.args[0], ir.Constant(I32, 0)),
+                      ir.Constant(mt, [1] + [0] * (_CORE_WIDTH - 1))])
+    b.ret(b.extract_element(v, ir.Constant(I32, 0)))
+    return fn, attr
+
+
+def _sin_cpu(b: ir.IRBuilder, x):
+    """Cody-Waite in the (vectorised) loop body; |x| >= 2**19 through a call, see above."""
+    m = _Math(b, F64)
+    xd = b.fpext(x, F64) if x.type == F32 else x
+    ax = _fabs(b, xd)
+    huge = b.fcmp_ordered("oge", ax, m.c(SIN_FAST_LIMIT))
+    r, k = _cody_waite(m, b.select(huge, m.c(0.0), xd))    # huge lanes: finite garbage, replaced below
+    fast = _sin_of_reduced(m, r, k, ax, x.type)
+    fn, attr = _huge_functions(b.module, x.type)
+    here = b.block
+    slow_block = b.append_basic_block("sin_huge")
+    join_block = b.append_basic_block("sin_join")
+    b.cbranch(huge, slow_block, join_block)
+    b.position_at_end(slow_block)
+    call = b.call(fn, [x])
+    call.attributes = _RawCallAttributes()
+    call.attributes.add(attr)
+    b.branch(join_block)
+    b.position_at_end(join_block)
+    out = b.phi(x.type)
+    out.add_incoming(fast, here)
+    out.add_incoming(call, slow_block)
+    return out
+
+
+def sin(b: ir.IRBuilder, x):
+    """sin(x): x = k*pi/2 + r (Cody-Waite for |x| < 2**19, Payne-Hanek above), then +-sin(r) or +-cos(r).
+
+    float32 inputs are computed in double precision. On the CPU (a module whose
+    triple is neither empty nor NVPTX) the Payne-Hanek path is a call taken only
+    for huge lanes; elsewhere both reductions are computed and selected.
+    """
+    triple = b.module.triple or ""
+    if triple and "nvptx" not in triple:
+        return _sin_cpu(b, x)
+    return _sin_branch_free(b, x)
