@@ -29,6 +29,7 @@ SIZES = {
     "large": (8192, 1024, 1024),
 }
 LR = 0.01
+PAUSE_SECONDS = 0.3
 
 
 def _block_seconds(step, steps_per_block: int) -> float:
@@ -112,7 +113,7 @@ def run(sizes, repeats: int, check: bool = True) -> list[dict]:
         w = rng.uniform(-bound, bound, (n_out, n_in)).astype(np.float32)
         b = rng.uniform(-bound, bound, (n_out,)).astype(np.float32)
         work = batch * n_in * n_out
-        steps = max(1, min(200, int(2e8 // max(work, 1))))   # about the same time per block for each size
+        steps = max(1, min(200, int(2e9 // max(work, 1))))   # about the same time per block for each size
         warmup = 3 if work > 1e8 else 10
         row = {"size": name, "shape": f"x({batch},{n_in})->Linear({n_in},{n_out})"}
         finals = {}
@@ -128,6 +129,9 @@ def run(sizes, repeats: int, check: bool = True) -> list[dict]:
         times = {lib: [] for lib in builders}
         for _ in range(repeats):
             for lib, (step, _) in steppers.items():
+                # (a pause first: BLAS and OpenMP thread pools spin for a while after each call,
+                # and would otherwise take cores from whichever library is timed next)
+                time.sleep(PAUSE_SECONDS)
                 times[lib].append(_block_seconds(step, steps))
         for lib, (_, weights) in steppers.items():
             row[lib] = statistics.median(times[lib])
