@@ -415,6 +415,20 @@ def _ref_pad(x, pads, value):
     return np.pad(x, widths, mode="constant", constant_values=np.array(value).astype(x.dtype))
 
 
+def _remainder(a, b):
+    """PyTorch's remainder: fmod, then + b where the signs differ.
+
+    Not np.remainder: where the result is zero, NumPy gives it the divisor's
+    sign (remainder(-0.5, 0.5) = +0.0), PyTorch keeps fmod's (-0.0), which
+    1/x turns into -inf. (Found by CI's fuzz run.)
+    """
+    with np.errstate(all="ignore"):
+        m = np.fmod(a, b)
+        if np.asarray(m).dtype.kind != "f":
+            return np.remainder(a, b)
+        return np.where((m != 0) & ((m < 0) != (np.asarray(b) < 0)), m + b, m).astype(np.asarray(m).dtype)
+
+
 def _floordiv(a, b):
     if a.dtype.kind == "f":
         return np.floor_divide(a, b)
@@ -506,7 +520,7 @@ def ref_apply(op: Op, xs: list, fdt):
     if name == "floordiv":
         return _floordiv(xs[0], xs[1])
     if name == "mod":
-        return np.remainder(xs[0], xs[1])
+        return _remainder(xs[0], xs[1])
     if name == "fmod":
         return np.fmod(xs[0], xs[1])
     if name == "matmul":
@@ -534,7 +548,7 @@ def ref_apply(op: Op, xs: list, fdt):
         if opname == "floordiv":
             return np.floor_divide(p, q)
         if opname == "mod":
-            return np.remainder(p, q)
+            return _remainder(p, q)
     if name == "where":
         return np.where(xs[0], xs[1], xs[2])
     if name == "slice":
@@ -583,7 +597,7 @@ def ref_apply(op: Op, xs: list, fdt):
     binary = {"maximum": np.maximum, "minimum": np.minimum, "lt": np.less, "le": np.less_equal,
               "gt": np.greater, "ge": np.greater_equal, "eq": np.equal, "ne": np.not_equal,
               "logical_and": np.logical_and, "logical_or": np.logical_or, "logical_xor": np.logical_xor,
-              "pow": np.power, "remainder": np.remainder, "fmod": np.fmod}
+              "pow": np.power, "remainder": _remainder, "fmod": np.fmod}
     if name in binary:
         return binary[name](xs[0], xs[1])
     # reductions

@@ -176,3 +176,14 @@ def test_periodic_functions_of_huge_computed_values_are_not_compared():
     got = float(lg.tensor(np.array([np.exp(x)], np.float32)).exp().numpy()[0])
     assert got in (float(below), float(y), float(np.nextafter(y, np.float32(np.inf))))   # exp: within an ulp
     assert PERIODIC <= set(FLOAT_UNARY)
+
+
+def test_remainder_of_an_exact_multiple_keeps_fmods_signed_zero():
+    # CI's fuzz run: 1 / -(-x remainder x) is -inf in PyTorch (the remainder is -0.0);
+    # NumPy's remainder gives +0.0, so the fuzzer's reference now follows PyTorch.
+    import lazygrad
+    x = lazygrad.tensor([0.75, -0.75, 2.0])
+    out = ((-x).remainder(x).neg()).reciprocal().numpy()
+    np.testing.assert_array_equal(out, [np.inf, -np.inf, np.inf])
+    r = lazygrad.tensor([-0.5, 0.5, -1.0, 3.0]).remainder(lazygrad.tensor([0.5, -0.5, 0.5, -1.5])).numpy()
+    np.testing.assert_array_equal(np.signbit(r), [True, False, True, False])
