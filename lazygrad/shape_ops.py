@@ -225,10 +225,10 @@ def vstack(tensors):
 
 def flip(input, *dims):
     """torch.flip: reverse the order of elements along the given dims (FLIP, no copy)."""
+    if not dims and input.ndim > 0:   # (flip() with no argument; flip(()) is a plain copy, as in PyTorch)
+        raise TypeError('flip() missing 1 required positional arguments: "dims"')
     if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
         dims = tuple(dims[0])
-    if not dims and input.ndim > 0:
-        raise TypeError('flip() missing 1 required positional arguments: "dims"')
     axes = [_normalize_dim(_int(d, "dim"), input.ndim) for d in dims]
     for a in axes:
         if axes.count(a) > 1:

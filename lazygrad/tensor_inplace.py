@@ -31,7 +31,7 @@ class InPlaceMethods:
     def _inplace(self, result: "Tensor", check_overlap: bool = True) -> "Tensor":
         if self.requires_grad and self.is_leaf and is_grad_enabled():
             raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
-        if check_overlap and self._strides is not None and \
+        if check_overlap and self._strides is not None and self.numel() > 0 and \
                 any(st == 0 and sz > 1 for sz, st in zip(self.shape, _strides_mod.strides_of(self))):
             # an expanded view: PyTorch refuses to write where several elements share one location
             raise RuntimeError("unsupported operation: more than one element of the written-to tensor refers to a "
@@ -103,6 +103,8 @@ class InPlaceMethods:
         return self._inplace(self._const_like(value), check_overlap=False)
 
     def copy_(self, src):
+        if src is self:
+            return self   # (PyTorch returns before any check when source and destination are one memory)
         src = src if isinstance(src, Tensor) else tensor(src)
         try:
             value = src.to(self.dtype).expand(self.shape)

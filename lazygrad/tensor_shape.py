@@ -156,7 +156,7 @@ class ShapeMethods:
     def transpose(self, dim0: int, dim1: int) -> "Tensor":
         if self.ndim == 0:
             normalize_dim(dim0, 0), normalize_dim(dim1, 0)
-            return self._alias()
+            return self.permute(())   # (a view, as in PyTorch)
         a, b = normalize_dim(dim0, self.ndim), normalize_dim(dim1, self.ndim)
         order = list(range(self.ndim))
         order[a], order[b] = order[b], order[a]
@@ -246,7 +246,7 @@ class ShapeMethods:
         axes = self._axes(dim) if self.ndim > 0 else ()
         if self.ndim == 0:
             normalize_dim(dim, 0)
-            return self._alias()
+            return self.reshape(())   # (a view, as in PyTorch)
         out = self.reshape(tuple(s for i, s in enumerate(self.shape) if not (i in axes and s == 1)))
         out._strides = None if self._strides is None else \
             _strides_mod.Deferred(_strides_mod.squeezed, self._node.shape, self._strides, axes)

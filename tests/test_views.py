@@ -190,3 +190,28 @@ def test_grad_fn_names_match_pytorch():
     torch = pytest.importorskip("torch")
     tx = torch.tensor(x.detach().numpy(), requires_grad=True)
     assert torch.nn.functional.cross_entropy(tx, torch.tensor([0, 1, 1])).grad_fn.name() == "NllLossBackward0"
+
+
+def test_transpose_and_squeeze_of_a_0d_tensor_are_views():
+    # (found by tests/test_views_fuzz.py: they returned unlinked aliases, as PyTorch's are views)
+    x = lazygrad.tensor(1.0)
+    swapped, squeezed = x.transpose(0, -1), x.squeeze(0)
+    x.zero_()
+    assert swapped.item() == 0 and squeezed.item() == 0
+    swapped.fill_(3)
+    assert x.item() == 3 and squeezed.item() == 3
+    squeezed.add_(1)
+    assert x.item() == 4 and swapped.item() == 4
+
+
+def test_empty_expanded_in_place_self_copy_and_flip_of_no_dims_match_pytorch():
+    x = lazygrad.arange(3.0)
+    x.narrow(0, 0, 0).expand(2, 0).add_(1.0)        # nothing to write: no overlap error
+    e = x[:1].expand(1, 1, 2)
+    e.copy_(e)                                       # the same memory: a no-op
+    flipped = x.flip(())                             # no dims: a copy
+    x.add_(1)
+    np.testing.assert_array_equal(flipped.numpy(), [0, 1, 2])
+    np.testing.assert_array_equal(x.numpy(), [1, 2, 3])
+    with pytest.raises(TypeError):
+        x.flip()
