@@ -300,7 +300,7 @@ def _broadcast_value(value, shape):
 
 def _set_basic(t, index, value):
     """where(region, value placed into t's shape, t) for an index of ints, slices, None and Ellipsis."""
-    from .tensor import Tensor, where
+    from .tensor import Tensor
     index = _expand_ellipsis(index, t.ndim)
     bounds, region_shape, _ = basic_bounds(t.shape, index)
     if math.prod(region_shape) == 0:   # nothing written; requires grad when value does, as in PyTorch
@@ -310,8 +310,19 @@ def _set_basic(t, index, value):
     value = value.expand(region_shape)  # PyTorch copies into the view: expand's error on a mismatch
     # one entry per dim of t: the number of elements the index selects there
     counts = tuple(len(range(start, stop, step)) for start, stop, step in bounds)
-    placed = _place(value.reshape(counts), bounds, tuple(t.shape))
-    region = _place(Tensor._from_node(N.const(True, dtypes.bool_, counts)), bounds, tuple(t.shape))
+    return place_into(t, value.reshape(counts), bounds)
+
+
+def place_into(t, x, bounds):
+    """where(region, x placed at the positions `bounds` select, t): t with x written into that region.
+
+    x has one element per selected position (its shape is the count per dim).
+    Also how a write into a sliced view reaches its base (lazygrad/views.py).
+    """
+    from .tensor import Tensor, where
+    shape = tuple(t.shape)
+    placed = _place(x, bounds, shape)
+    region = _place(Tensor._from_node(N.const(True, dtypes.bool_, tuple(x.shape))), bounds, shape)
     return where(region, placed, t)
 
 

@@ -229,9 +229,8 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     lazy_leaves = [t for t, g in zip(targets, grads)
                    if g is not None and t._is_leaf and t._node.op is not Op.BUFFER]
     if cache_key is not None and not lazy_leaves:
-        plan = _BackwardPlan.record(order, outputs, targets, [g is not None for g in grads])
+        plan = _BackwardPlan.record(order, outputs, targets, [g is not None for g in grads], values)
         if plan is not None:
-            plan.values = values
             _backward_plans[cache_key] = plan   # (replacing a plan recorded for other scalar values)
             plan.run(order, outputs, targets)
             return
@@ -297,9 +296,9 @@ class _BackwardPlan:
     grad_roots      per target: the index of the root holding its new .grad, or None (no gradient)
     """
 
-    def __init__(self, plan, leaf_positions, root_meta, output_roots, grad_roots, made=()):
+    def __init__(self, plan, leaf_positions, root_meta, output_roots, grad_roots, made=(), values=None):
         self.plan = plan
-        self.values = None       # the values of the key's scalar parameters when it was recorded
+        self.values = values     # the values of the key's scalar parameters when it was recorded
         self.made = list(made)   # scalar parameters made by the derivation (see record), after the walk
         self.leaf_positions = leaf_positions
         self.root_meta = root_meta
@@ -307,7 +306,7 @@ class _BackwardPlan:
         self.grad_roots = grad_roots
 
     @classmethod
-    def record(cls, order, outputs, targets, reached):
+    def record(cls, order, outputs, targets, reached, values=None):
         """The plan for this backward(), once the gradient graphs are in the .grad of the targets
         that a gradient `reached`; None when this call cannot be replayed (a gradient that no
         kernel computes, or that reads a buffer made on the way)."""
@@ -328,7 +327,7 @@ class _BackwardPlan:
             return None
         return cls(plan, [position[id(leaf)] for leaf in leaves], [(n.dtype, n.numel) for n in roots],
                    [index.get(id(o._node)) for o in outputs],
-                   [None if g is None else index[id(g)] for g in grads], made)
+                   [None if g is None else index[id(g)] for g in grads], made, values)
 
     def run(self, order, outputs, targets) -> None:
         """Run the plan on the buffers of a graph walked into `order`; fill the losses and the .grads."""

@@ -91,9 +91,11 @@ def _with_dim(no_dim: str, dim: str):
     return choose
 
 
+_MATMUL_NAMES = {(2, 2): "MmBackward0", (2, 1): "MvBackward0", (1, 1): "DotBackward0", (3, 3): "BmmBackward0"}
+
+
 def _matmul_name(a, b, *rest, **kwargs) -> str:
-    return {(2, 2): "MmBackward0", (2, 1): "MvBackward0", (1, 1): "DotBackward0",
-            (3, 3): "BmmBackward0"}.get((a.ndim, getattr(b, "ndim", 0)), "UnsafeViewBackward0")
+    return _MATMUL_NAMES.get((a.ndim, getattr(b, "ndim", 0)), "UnsafeViewBackward0")
 
 
 def _index_name(self, index, *rest) -> str:

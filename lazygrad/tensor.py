@@ -324,7 +324,7 @@ class Tensor(MathMethods, ComparisonMethods, ReductionMethods, ShapeMethods, InP
 
     def __bool__(self) -> bool:
         if self.numel() != 1:
-            raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous")
+            raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
         return bool(self.item())
 
     def __index__(self) -> int:

@@ -44,11 +44,11 @@ def link(view, base):
     down to the base's node. If the view's node is not built that way (an op
     computed new values), there is nothing to share and nothing is recorded.
     """
+    if view is base or (view._view_of is not None and view._view_of[0] is base):
+        return view   # (itself, or already linked: a view method built on another one)
     steps = _steps_between(base._node, view._node)
-    if steps is None or view is base:
+    if steps is None:
         return view
-    if view._view_of is not None and view._view_of[0] is base:
-        return view   # (already linked: a view method built on another one)
     view._view_of = (base, tuple(steps))
     views = base._views
     if views is None:
@@ -198,10 +198,6 @@ def _fold_expanded(new, old, expanded_shape):
 
 def _place_back(new, old, bounds):
     """where(region, new placed at the sliced positions, old) for a shrink with `bounds`."""
-    from .advanced_indexing import _place
-    from .ir import dtypes
-    from .tensor import Tensor, where
-    counts = new.shape
-    placed = _place(Tensor._from_node(new), bounds, old.shape)
-    region = _place(Tensor._from_node(N.const(True, dtypes.bool_, counts)), bounds, old.shape)
-    return where(region, placed, Tensor._from_node(old))._node
+    from .advanced_indexing import place_into
+    from .tensor import Tensor
+    return place_into(Tensor._from_node(old), Tensor._from_node(new), bounds)._node

@@ -128,24 +128,25 @@ def usable_dir(folder: str) -> bool:
     return ok
 
 
-def _write_entry(folder: str, path: str, payload: bytes) -> bool:
-    """Write atomically (a temporary file renamed into place); a cache that cannot be written is skipped
-    (False)."""
+def _write_entry(folder: str, path: str, payload: bytes) -> int:
+    """Write atomically (a temporary file renamed into place); the entry's size in bytes, or 0 when the
+    cache cannot be written (skipped)."""
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
     except OSError:
-        return False
+        return 0
+    entry = _MAGIC + hashlib.sha256(payload).digest() + payload
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
+            f.write(entry)
         os.replace(tmp, path)
-        return True
+        return len(entry)
     except OSError:
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        return False
+        return 0
 
 
 evictions = 0   # entries this process deleted to keep the folder under its limit
@@ -180,6 +181,7 @@ def evict(folder: str, limit: int, keep: str | None = None) -> int:
     """Delete the least recently used entries until the folder holds at most 90% of `limit` bytes
     (when it holds more than `limit`); never `keep` (the entry just written). Returns the bytes
     the folder now holds, as far as this process knows."""
+    global evictions
     entries = _scan(folder)
     total = sum(size for _, size, _ in entries)
     if total <= limit:
@@ -197,7 +199,6 @@ def evict(folder: str, limit: int, keep: str | None = None) -> int:
         except OSError:
             continue
         total -= size
-        global evictions
         evictions += 1
     return total
 
@@ -273,6 +274,8 @@ def object_code(ir_text: str, key: str) -> bytes:
                 pass
     payload = llvm_backend.optimize_and_emit(ir_text)
     stats.bump("kernels_compiled")
-    if path is not None and _write_entry(folder, path, payload):
-        _record_write(folder, path, 4 + 32 + len(payload))
+    if path is not None:
+        written = _write_entry(folder, path, payload)
+        if written:
+            _record_write(folder, path, written)
     return payload

@@ -322,7 +322,6 @@ def _reduce_large_f64(m: "_Math", ax):
     return b.fadd(head, tail), k
 
 
-
 def _cody_waite(m: "_Math", xd):
     """(r, k) with x = k*pi/2 + r for a double |x| < SIN_FAST_LIMIT (pi/2 in three 33-bit parts)."""
     k = m.rint(m.mul(xd, m.c(2.0 / math.pi)))
@@ -354,15 +353,11 @@ def _sin_of_reduced(m: "_Math", r, k, ax, out_type):
     return b.fptrunc(value, F32) if out_type == F32 else value
 
 
-def _fabs(b: ir.IRBuilder, xd):
-    return b.call(b.module.declare_intrinsic("llvm.fabs", [F64]), [xd])
-
-
 def _sin_branch_free(b: ir.IRBuilder, x):
     """Both reductions for every element, a select picks one by |x| (GPU and emulation: no vectoriser)."""
     m = _Math(b, F64)
     xd = b.fpext(x, F64) if x.type == F32 else x
-    ax = _fabs(b, xd)
+    ax = m.intrinsic("llvm.fabs", xd)
     r_small, k_small = _cody_waite(m, xd)
     r_big, k_big = _payne_hanek(m, x, xd, ax)
     small = b.fcmp_ordered("olt", ax, m.c(SIN_FAST_LIMIT))
@@ -463,7 +458,7 @@ def _vector_variant(module: ir.Module, name: str, t, n: int):
     x = b.load(b.gep(xs, [zero, i], inbounds=True))
     m = _Math(b, F64)
     xd = b.fpext(x, F64) if t == F32 else x
-    ax = _fabs(b, xd)
+    ax = m.intrinsic("llvm.fabs", xd)
     r, k = _payne_hanek(m, x, xd, ax)
     b.store(_sin_of_reduced(m, r, k, ax, t), b.gep(ys, [zero, i], inbounds=True))
     i_next = b.add(i, ir.Constant(I64, 1))
@@ -565,7 +560,7 @@ def _sin_cpu(b: ir.IRBuilder, x):
     """Cody-Waite in the (vectorised) loop body; |x| >= 2**19 through a call, see above."""
     m = _Math(b, F64)
     xd = b.fpext(x, F64) if x.type == F32 else x
-    ax = _fabs(b, xd)
+    ax = m.intrinsic("llvm.fabs", xd)
     huge = b.fcmp_ordered("oge", ax, m.c(SIN_FAST_LIMIT))
     r, k = _cody_waite(m, b.select(huge, m.c(0.0), xd))    # huge lanes: finite garbage, replaced below
     fast = _sin_of_reduced(m, r, k, ax, x.type)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 MAX_ELEMENTS = int(os.environ.get("LAZYGRAD_MAX_ELEMENTS", 1 << 40))
 MAX_ITERATIONS = int(os.environ.get("LAZYGRAD_MAX_ITERATIONS", 1 << 44))
 
@@ -34,7 +36,6 @@ def _shape(shape) -> str:
 
 
 def _size(numel: int, dtype) -> str:
-    import numpy as np
     nbytes = numel * np.dtype(dtype.np).itemsize
     for unit, scale in (("EiB", 60), ("PiB", 50), ("TiB", 40), ("GiB", 30)):
         if nbytes >= 1 << scale:
@@ -52,7 +53,7 @@ def check_kernels(kernels: list) -> list:
                 f"lazygrad: cannot compute {out.op.name} of shape {_shape(out.shape)} ({out.dtype.name}): its "
                 f"{out.numel} elements ({_size(out.numel, out.dtype)}) are too many to allocate (limit: "
                 f"{limit} elements)")
-        for r in getattr(k, "reduces", None) or ([k.reduce] if k.reduce is not None else []):
+        for r in k.reduces:
             src = r.src[0]
             if src.numel >= loop_limit:
                 raise SizeLimitError(

@@ -20,7 +20,7 @@ import numpy as np
 from . import dtypes
 from . import node as N
 from .node import Node
-from .ops import Op, MOVEMENT, ELEMENTWISE
+from .ops import Op, MOVEMENT, ELEMENTWISE, REDUCE
 
 
 def _is_const(n: Node, value=None) -> bool:
@@ -51,9 +51,6 @@ def _fold(op: Op, node: Node, srcs: list[Node]):
 
 
 # ---- reductions of values that do not vary along the reduced axes ----
-
-_PROD = getattr(Op, "PROD", None)   # (a product reduction, where the op set has one)
-
 
 def _uniform_axes(node: Node, memo: dict) -> frozenset:
     """The axes along which `node`'s value provably does not change (size-1 axes aside).
@@ -244,7 +241,7 @@ def _rewrite(node: Node, srcs: list[Node]) -> Node:
             return _rewrite(N.movement(Op.PERMUTE, x.src[0], tuple(inner[i] for i in node.arg)),
                             [x.src[0]])
         return N.movement(op, x, node.arg)
-    if op is Op.SUM or op is Op.REDUCE_MAX or (op is _PROD and _PROD is not None):
+    if op in REDUCE:
         reduced = _reduce_uniform(node, srcs[0])
         if reduced is not None:
             return reduced

@@ -22,7 +22,7 @@ from ..autograd_state import enable_grad, no_grad
 from ..creation import _from_array
 from ..ir.ops import Op
 from ..tensor import Tensor, realize
-from ..views import refresh
+from ..views import value_changed
 
 
 class _Required:
@@ -126,8 +126,7 @@ class Optimizer:
         realize(*(value for _, value in new_values), *new_state)
         for p, value in new_values:
             p._node = value._node
-            if p._views:   # (views of p, e.g. a kept `p.data`, show the new values: lazygrad/views.py)
-                refresh(p)
+            value_changed(p)   # (views of p, e.g. a kept `p.data`, show the new values: lazygrad/views.py)
         return loss
 
     # ---- saving and loading ----

@@ -46,13 +46,9 @@ _CONST, _BUFFER = Op.CONST, Op.BUFFER
 # always baked: they are index arithmetic, masks and divisors that the lowering inspects. (Every baked
 # value is one more plan for a loop whose scalar passes through it, so the list is kept short: `loss /
 # step` builds one plan at step 1 and one for every step after.)
+# In short, a CONST node is a parameter when its value is a float, not nan, and not in _BAKED_FLOATS
+# (the test is written out in `_structure`, which runs for every node of every realisation).
 _BAKED_FLOATS = frozenset({0.0, 1.0, math.inf, -math.inf, LOG2E})
-
-
-def is_parameter(node: Node) -> bool:
-    """Whether a CONST node is a scalar parameter of the plan rather than a constant in its code."""
-    arg = node.arg
-    return arg.__class__ is float and arg == arg and arg not in _BAKED_FLOATS
 
 
 # (value, dtype) -> a one-element Buffer holding it: the input a plan reads a parameter from. Parameters
@@ -106,7 +102,8 @@ class Step:
 
 
 class Plan:
-    def __init__(self, steps, root_slots, tmp_meta, last_use, record, backend=cpu, n_leaves: int = 0):
+    def __init__(self, steps, root_slots, tmp_meta, last_use, record, backend=cpu, n_leaves: int = 0,
+                 param_leaves=()):
         self.backend = backend          # the runtime module that compiles and runs it (cpu or cuda)
         self.steps = steps
         self.root_slots = root_slots    # per root: ("leaf", i) / ("tmp", j) / ("const", node)
@@ -116,7 +113,7 @@ class Plan:
         # Worked out once here rather than at every run. At run time the arrays sit in one list:
         # the leaves' first, then the temporaries' (tmp j at n_leaves + j).
         self.n_leaves = n_leaves
-        self.param_leaves: list[int] = []   # which leaves are scalar parameters (CONST nodes), set by _build_plan
+        self.param_leaves = list(param_leaves)   # which leaves are scalar parameters (CONST nodes)
         self.root_tmps = {j for kind, j in root_slots if kind == "tmp"}
         for i, step in enumerate(steps):
             dtype, numel = tmp_meta[step.output_slot[1]]
@@ -137,7 +134,7 @@ def _structure(roots: list[Node], through: bool = False, params: bool = True):
     The key is the graph written out with every leaf replaced by a placeholder
     numbered by its place in the walk: two graphs with equal keys differ only
     in the buffers they read and the values of their scalar parameters (see
-    is_parameter; a parameter is a leaf too), so one plan runs both. A
+    the parameter rule above; a parameter is a leaf too), so one plan runs both. A
     depth-first walk lists each node after its sources and describes it by
     (op, arg, dtype, shape, places of its sources); the leaves come out in walk
     order, which is the order the plan expects its input buffers in.
@@ -174,10 +171,10 @@ def _structure(roots: list[Node], through: bool = False, params: bool = True):
             part = (op, node.arg, node.dtype, node.shape, places)
         elif op is CONST:
             # even when an earlier realisation attached a buffer to this (interned) node, a constant is
-            # a value: a parameter (see is_parameter: a leaf read from a one-element buffer, keyed without
+            # a value: a parameter (see _BAKED_FLOATS: a leaf read from a one-element buffer, keyed without
             # its value), or baked into the kernels' code and keyed by value
             arg = node.arg
-            if params and arg.__class__ is float and arg == arg and arg not in baked:   # (is_parameter)
+            if params and arg.__class__ is float and arg == arg and arg not in baked:   # (a parameter: see _BAKED_FLOATS)
                 part = ("P", node.dtype, node.shape)
                 leaves.append(node)
             else:
@@ -293,9 +290,8 @@ def _build_plan(roots: list[Node], leaves: list[Node], backend=cpu) -> Plan:
     for kind, j in root_slots:
         if kind == "tmp":
             last_use[j] = len(steps)  # roots live on
-    plan = Plan(steps, root_slots, tmp_meta, last_use, record, backend, len(leaves))
-    plan.param_leaves = [i for i, n in enumerate(leaves) if n.op is _CONST]
-    return plan
+    return Plan(steps, root_slots, tmp_meta, last_use, record, backend, len(leaves),
+                [i for i, n in enumerate(leaves) if n.op is _CONST])
 
 
 def realize(nodes: list[Node], device: str | None = None):

@@ -128,6 +128,21 @@ class LowererBase:
         ref = b.alu("WHERE", INDEX, b.alu("CMPLT", dtypes.bool_, ref, lo_ref), lo_ref, ref)
         return b.alu("WHERE", INDEX, b.alu("CMPLT", dtypes.bool_, hi_ref, ref), hi_ref, ref)
 
+    def index_min(self, ref: int, limit: int) -> int:
+        """min(ref, limit) on index values."""
+        limit_ref = self.b.const(limit, INDEX)
+        return self.b.alu("WHERE", INDEX, self.b.alu("CMPLT", dtypes.bool_, ref, limit_ref), ref, limit_ref)
+
+    def block_start(self, loop: int, name: str, count: int, width: int, size: int) -> symbolic.Expr:
+        """Where block `loop` (variable `name`, `count` blocks of `width`) starts along an axis of `size`.
+
+        When width does not divide size, the last block starts at size - width: it overlaps the one
+        before instead of running short."""
+        if size % width == 0:
+            return symbolic.var(name, count) * width
+        first = self.b.alu("MUL", INDEX, loop, self.b.const(width, INDEX))
+        return symbolic.value(self.index_min(first, size - width), 0, size - width)
+
     def _and(self, *conds):
         conds = [c for c in conds if c is not None]
         if not conds:

@@ -91,11 +91,10 @@ class GemmNest:
             return all(var_stride(addr, "?k") in (0, 1) for part, i in parts for addr in self.leaf_addresses(part, i))
         # Pays when A walks memory with a stride along k. When its rows are contiguous along k
         # (`x @ w.T`, `a @ b`) the upcast nest streams them as they are, measured as fast.
-        a_k_inner = k_contiguous(a_parts)
-        if a_k_inner:
+        if k_contiguous(a_parts):
             return None
         return {"k_axis": k_axis, "a": [p for p, _ in a_parts], "b": [p for p, _ in b_parts],
-                "a_k_inner": a_k_inner, "b_k_inner": k_contiguous(b_parts)}
+                "b_k_inner": k_contiguous(b_parts)}
 
     def gemm_operands(self, src: Node, src_idx: tuple):
         """Split the reduction's source (at placeholder index `src_idx`) into A parts and B parts.
@@ -172,9 +171,6 @@ class GemmNest:
         def lt(x, y):
             return b.alu("CMPLT", dtypes.bool_, x, y)
 
-        def minimum(ref, limit: int):
-            return b.alu("WHERE", INDEX, lt(ref, c(limit)), ref, c(limit))
-
         # sizes: column strips, row panels, k steps
         slivers_m = -(-m_size // u)
         per_strip = min(GEMM_NB, max(1, -(-slivers_m // GEMM_STRIPS)))
@@ -225,23 +221,19 @@ class GemmNest:
 
         # column strip (the thread split, unless outer axes came first)
         loop_j = self.open_output_loop(f"b{m_axis}", strips)
-        if m_size % width == 0:
-            strip_start = symbolic.var(f"b{m_axis}", strips) * width
-        else:
-            first = b.alu("MUL", INDEX, loop_j, c(width))
-            strip_start = symbolic.value(minimum(first, m_size - width), 0, m_size - width)
+        strip_start = self.block_start(loop_j, f"b{m_axis}", strips, width, m_size)
         # k steps
         loop_k0 = self.open_loop(self.new_var("k", steps)[0], c(0), c(steps))
         k_start_ref = b.alu("MUL", INDEX, loop_k0, c(kc))
         k_start = symbolic.value(k_start_ref, 0, (steps - 1) * kc)
-        k_len = c(kc) if k_size % kc == 0 else minimum(b.alu("ADD", INDEX, k_start_ref, c(kc)), k_size)
+        k_len = c(kc) if k_size % kc == 0 else self.index_min(b.alu("ADD", INDEX, k_start_ref, c(kc)), k_size)
         if k_size % kc:
             k_len = b.alu("ADD", INDEX, k_len, b.alu("MUL", INDEX, k_start_ref, c(-1)))
 
         def b_index(s, lane, k_expr):
             col = s * u + lane
             if width % u:  # past the strip's end: a copy of its last column (computed, never stored)
-                col = symbolic.value(minimum(self.render_index(col), width - 1), 0, width - 1)
+                col = symbolic.value(self.index_min(self.render_index(col), width - 1), 0, width - 1)
             return src_index(symbolic.Expr.of(0), strip_start + col, k_expr)
         pack(plan["b"], b_params, "j", c(per_strip), per_strip, u, b_index, plan["b_k_inner"])
         # row panels
@@ -250,7 +242,7 @@ class GemmNest:
             panel_slivers = c(per_panel)
         else:
             left = b.alu("ADD", INDEX, c(slivers_n), b.alu("MUL", INDEX, loop_p, c(-per_panel)))
-            panel_slivers = minimum(left, per_panel)
+            panel_slivers = self.index_min(left, per_panel)
         panel_row = symbolic.value(b.alu("MUL", INDEX, loop_p, c(per_panel * r)), 0, (panels - 1) * per_panel * r)
 
         def a_index(s, lane, k_expr):
@@ -258,9 +250,9 @@ class GemmNest:
             if n_size % r:
                 # the last sliver holds rows n_size - r .. n_size - 1 (overlapping the one before, in its
                 # own rows of C: see the epilogue); one select per sliver keeps the lanes contiguous
-                start = symbolic.value(minimum(self.render_index(start), n_size - r), 0, n_size - r)
+                start = symbolic.value(self.index_min(self.render_index(start), n_size - r), 0, n_size - r)
             return src_index(start + lane, symbolic.Expr.of(0), k_expr)
-        pack(plan["a"], a_params, "i", panel_slivers, per_panel, r, a_index, plan["a_k_inner"])
+        pack(plan["a"], a_params, "i", panel_slivers, per_panel, r, a_index, False)  # A is strided along k
         # the register blocks: column slivers outside (a B sliver stays in L1), row slivers inside
         j_name, j = self.new_var("j", per_strip)
         loop_js = self.open_loop(j_name, c(0), c(per_strip))

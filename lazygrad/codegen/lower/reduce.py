@@ -56,8 +56,9 @@ class Reductions:
             inner = {name for name, _ in loop_vars}
             for src_idx in src_idxs:
                 self.hoist_reductions(src, src_idx, inner)
-        if len(idxs) == 1 and self.cascade_cut(node, loop_vars) is not None:
-            return [self.render_cascade_sum(node, idxs[0], src_idxs[0], loop_vars, gate)]
+        cut = self.cascade_cut(node, loop_vars) if len(idxs) == 1 else None
+        if cut is not None:
+            return [self.render_cascade_sum(node, idxs[0], src_idxs[0], loop_vars, cut, gate)]
         accs = [b.emit("acc", node.dtype, (), init, dedup=False) for _ in idxs]
         if len(idxs) > 1:
             for name, _ in loop_vars:
@@ -96,7 +97,7 @@ class Reductions:
             cut -= 1          # a whole inner nest fits in one block
         return cut
 
-    def render_cascade_sum(self, node: Node, idx: tuple, src_idx: tuple, loop_vars: list, gate) -> int:
+    def render_cascade_sum(self, node: Node, idx: tuple, src_idx: tuple, loop_vars: list, cut: int, gate) -> int:
         """A float32 sum in two levels, accurate like NumPy's pairwise sum at the speed of a plain one.
 
         One float32 accumulator over n elements loses about n * 2**-24 relative
@@ -120,7 +121,6 @@ class Reductions:
         block, so large sums keep their speed.
         """
         b = self.b
-        cut = self.cascade_cut(node, loop_vars)
         split_innermost = loop_vars[-1][1] > SUM_BLOCK
         total = b.emit("acc", dtypes.float64, (), 0.0, dedup=False)
         outer = [self.open_loop(name, b.const(0, INDEX), b.const(size, INDEX)) for name, size in loop_vars[:cut]]
@@ -133,8 +133,7 @@ class Reductions:
             outer.append(block)
             start = b.alu("MUL", INDEX, block, b.const(SUM_BLOCK, INDEX))
             stop = b.alu("ADD", INDEX, start, b.const(SUM_BLOCK, INDEX))
-            end = b.const(size, INDEX)
-            stop = b.alu("WHERE", INDEX, b.alu("CMPLT", dtypes.bool_, stop, end), stop, end)
+            stop = self.index_min(stop, size)
             bounds = [(b.const(0, INDEX), b.const(s, INDEX)) for _, s in inner_vars[:-1]] + [(start, stop)]
         else:
             bounds = [(b.const(0, INDEX), b.const(s, INDEX)) for _, s in inner_vars]

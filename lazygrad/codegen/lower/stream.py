@@ -24,7 +24,6 @@ with a gather.
 """
 from __future__ import annotations
 
-from ...ir import dtypes
 from ...ir.ops import Op
 from .. import symbolic
 from ..program import INDEX, identity_of
@@ -135,13 +134,7 @@ class StreamNest:
         width = min(size, STREAM_CHUNK)
         chunks = -(-size // width)
         loop = self.open_output_loop(f"b{m_axis}", chunks)
-        if size % width == 0:
-            chunk_start = symbolic.var(f"b{m_axis}", chunks) * width
-        else:  # the last chunk starts at size - width, overlapping the one before
-            first = b.alu("MUL", INDEX, loop, b.const(width, INDEX))
-            limit = b.const(size - width, INDEX)
-            start = b.alu("WHERE", INDEX, b.alu("CMPLT", dtypes.bool_, first, limit), first, limit)
-            chunk_start = symbolic.value(start, 0, size - width)
+        chunk_start = self.block_start(loop, f"b{m_axis}", chunks, width, size)
         # every loop over the chunk has the same variable name: they are siblings, never nested,
         # so the index of each reduction is one expression, found once
         u_name, u = self.new_var("u", width)

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import math
 
-from ...ir import dtypes
 from ...ir.node import Node
 from ...ir.ops import Op, ELEMENTWISE, MOVEMENT
 from .. import symbolic
@@ -144,7 +143,6 @@ class UpcastNest:
         same cache set), and the copy is paid once per column block instead of
         once per row block.
         """
-        b = self.b
         out = self.kernel.output
         shape = out.shape
         red = self.reduces[0]
@@ -168,14 +166,7 @@ class UpcastNest:
             size = shape[axis]
             blocks = -(-size // width)
             loop = self.open_output_loop(f"b{axis}", blocks)
-            if size % width == 0:
-                block_starts[axis] = symbolic.var(f"b{axis}", blocks) * width
-            else:
-                # the last block starts at size - width: it overlaps the one before instead of running short
-                first = b.alu("MUL", INDEX, loop, b.const(width, INDEX))
-                limit = b.const(size - width, INDEX)
-                start = b.alu("WHERE", INDEX, b.alu("CMPLT", dtypes.bool_, first, limit), first, limit)
-                block_starts[axis] = symbolic.value(start, 0, size - width)
+            block_starts[axis] = self.block_start(loop, f"b{axis}", blocks, width, size)
             if axis == m_axis and packed:
                 self.emit_pack(red, packed, idx, m_axis, block_starts[m_axis], u, n_axis)
         rows = range(r) if n_axis is not None else [None]
