@@ -31,6 +31,9 @@ from __future__ import annotations
 
 import math
 
+from .ir import view
+from .ir.view import is_contiguous  # noqa: F401  (is_contiguous: used by tensor_shape.py)
+
 
 class Deferred:
     """Strides not computed yet: `fn(*args)` computes them (None or a tuple), once."""
@@ -54,15 +57,6 @@ def resolve(layout):
     return layout.value() if layout.__class__ is Deferred else layout
 
 
-def contiguous_strides(shape) -> tuple:
-    """Row-major strides in elements: (4, 1) for shape (3, 4)."""
-    strides, acc = [], 1
-    for s in reversed(shape):
-        strides.append(acc)
-        acc *= max(s, 1)
-    return tuple(reversed(strides))
-
-
 def strides_of(t) -> tuple:
     """The PyTorch-visible strides of a Tensor."""
     return _full(tuple(t.shape), t._strides)
@@ -71,26 +65,13 @@ def strides_of(t) -> tuple:
 def _full(shape, layout) -> tuple:
     """The strides for `layout` (None, a tuple or a Deferred) of a tensor of `shape`."""
     strides = resolve(layout)
-    return strides if strides is not None else contiguous_strides(shape)
-
-
-def is_contiguous(shape, strides) -> bool:
-    """PyTorch's rule: size-1 dims do not matter, an empty tensor is contiguous."""
-    if math.prod(shape) == 0:
-        return True
-    expected = 1
-    for size, stride in zip(reversed(tuple(shape)), reversed(tuple(strides))):
-        if size != 1:
-            if stride != expected:
-                return False
-            expected *= size
-    return True
+    return strides if strides is not None else view.contiguous_strides(shape, as_pytorch_reports=True)
 
 
 def _normalized(shape, strides):
     """None for contiguous strides (the cheap common representation), else the tuple."""
     strides = tuple(int(s) for s in strides)
-    return None if strides == contiguous_strides(shape) else strides
+    return None if strides == view.contiguous_strides(shape, as_pytorch_reports=True) else strides
 
 
 def is_non_overlapping_and_dense(shape, strides) -> bool:

@@ -19,7 +19,7 @@ import lazygrad.inspect as inspect
 from lazygrad.inspect import formats
 from lazygrad.inspect.__main__ import main as cli_main
 from lazygrad.inspect.layout import display_graph
-from lazygrad.inspect.view import View, apply, positions
+from lazygrad.ir.view import View, apply, positions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

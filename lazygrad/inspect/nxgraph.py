@@ -32,7 +32,7 @@ import networkx as nx
 
 from ..ir.node import Buffer, Node
 from ..ir.ops import Op, MOVEMENT, REDUCE
-from . import view as V
+from ..ir import view as V
 
 
 def walk(roots, through=frozenset()) -> list[Node]:

@@ -29,7 +29,8 @@ unrolled scalar code, which a GPU renderer can take as it is. Structures 3
 (its packed panel), 4 and 5 use scratch memory; `lower(kernel, scratch=False)`
 avoids it (3 without the panel, 3 instead of 4 and 5).
 """
-from .common import LOG2E, REDUCE_UPDATE, contiguous_strides, expr_vars, flat_index, movement_index, var_stride
+from ...ir.view import contiguous_strides
+from .common import LOG2E, REDUCE_UPDATE, expr_vars, flat_index, movement_index, var_stride
 from .gemm import GEMM_KC, GEMM_MB, GEMM_NB, GEMM_STRIPS
 from .indexing import ERROR_SITES, ERROR_VALUE_LIMIT, ZERO_DIVISION, decode_index_error
 from .lowerer import Lowerer, lower

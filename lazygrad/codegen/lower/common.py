@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from ...ir import view
 from ...ir.node import Node
 from ...ir.ops import Op
 from .. import symbolic
@@ -23,48 +24,17 @@ LOG2E = math.log2(math.e)
 REDUCE_UPDATE = {Op.SUM: "ADD", Op.REDUCE_MAX: "MAX", Op.PROD: "MUL"}
 
 
-def contiguous_strides(shape) -> tuple:
-    strides, acc = [], 1
-    for s in reversed(shape):
-        strides.append(acc)
-        acc *= s
-    return tuple(reversed(strides))
-
-
 def flat_index(idx, shape) -> symbolic.Expr:
-    """The row-major offset of `idx` in a contiguous array of `shape`."""
-    addr = symbolic.Expr.of(0)
-    for e, stride in zip(idx, contiguous_strides(shape)):
-        addr = addr + e * stride
-    return addr
+    """The row-major offset of `idx` in a contiguous array of `shape` (see lazygrad/ir/view.py)."""
+    return view.flat_index(idx, shape, symbolic.Expr.of(0))
 
 
 def movement_index(node: Node, idx: tuple) -> tuple:
-    """The index into node.src[0] that element `idx` of a movement node reads.
+    """The index into node.src[0] that element `idx` of a movement node reads (see lazygrad/ir/view.py).
 
     PAD is not handled here: it also needs a validity condition (see `Lowerer._render`).
     """
-    op = node.op
-    if op is Op.RESHAPE:
-        src_shape = node.src[0].shape
-        if 0 in src_shape:  # an empty tensor is never read (its strides would divide by zero)
-            return tuple(symbolic.Expr.of(0) for _ in src_shape)
-        flat = flat_index(idx, node.shape)
-        return tuple((flat // stride) % size if size > 1 else symbolic.Expr.of(0)
-                     for size, stride in zip(src_shape, contiguous_strides(src_shape)))
-    if op is Op.PERMUTE:
-        new_idx = [None] * len(idx)
-        for out_axis, src_axis in enumerate(node.arg):
-            new_idx[src_axis] = idx[out_axis]
-        return tuple(new_idx)
-    if op is Op.EXPAND:
-        return tuple(symbolic.Expr.of(0) if s == 1 else e for e, s in zip(idx, node.src[0].shape))
-    if op is Op.SHRINK:
-        return tuple(e * step + start for e, (start, _, step) in zip(idx, node.arg))
-    if op is Op.FLIP:
-        return tuple((e * -1 + (s - 1)) if axis in node.arg else e
-                     for axis, (e, s) in enumerate(zip(idx, node.shape)))
-    raise ValueError(f"movement_index: {op.name}")
+    return view.source_index(node.op, node.arg, node.src[0].shape, node.shape, idx, symbolic.Expr.of(0))
 
 
 def expr_vars(e: symbolic.Expr) -> set:

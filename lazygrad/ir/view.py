@@ -1,4 +1,4 @@
-"""Views: what a chain of movement ops means for memory.
+"""Views: what a chain of movement ops means for memory. The one place for view arithmetic.
 
 Movement ops (RESHAPE, PERMUTE, EXPAND, PAD, SHRINK, FLIP) never copy. Over a
 contiguous buffer, a chain of them composes into one *view*:
@@ -14,8 +14,14 @@ example flattening a transposed matrix). Then the chain keeps a short *stack*
 of views: the top view's position, read as a row-major index into the shape of
 the view below it, is fed through that view, and so on down to memory.
 
-`View` is pure bookkeeping for the inspection tool: lowering computes the same
-index arithmetic directly (see lazygrad/codegen/lower/).
+Who uses what:
+* `contiguous_strides`, `is_contiguous`: the tensor layer (the strides PyTorch
+  reports, `lazygrad/frontend/strides.py`), the lowering and the inspector;
+* `flat_index`, `source_index`: the index expression of one movement op, as
+  the lowering emits it (`lazygrad/codegen/lower/`), with index expressions
+  or plain ints;
+* `View`, `apply`, `positions`: the composed view of a chain, for the
+  inspector (which shows strides, offset and mask) and the tests.
 """
 from __future__ import annotations
 
@@ -24,15 +30,78 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .ops import Op
 
-def contiguous_strides(shape) -> tuple:
-    """Row-major strides: the last dim moves fastest."""
+
+def contiguous_strides(shape, as_pytorch_reports: bool = False) -> tuple:
+    """Row-major strides in elements: (4, 1) for shape (3, 4).
+
+    Where a dim has size 0 nothing is ever read; index arithmetic then uses
+    the plain products, while PyTorch reports a size-0 dim as if it had size
+    1 for the dims before it (`torch.zeros(3, 0).stride()` is (1, 1)): ask
+    for that with `as_pytorch_reports=True`.
+    """
     strides, acc = [], 1
     for s in reversed(shape):
         strides.append(acc)
-        acc *= s
+        acc *= max(s, 1) if as_pytorch_reports else s
     return tuple(reversed(strides))
 
+
+def is_contiguous(shape, strides) -> bool:
+    """PyTorch's rule: size-1 dims do not matter, an empty tensor is contiguous."""
+    if math.prod(shape) == 0:
+        return True
+    expected = 1
+    for size, stride in zip(reversed(tuple(shape)), reversed(tuple(strides))):
+        if size != 1:
+            if stride != expected:
+                return False
+            expected *= size
+    return True
+
+
+# ---- the index expression of one movement op ----
+#
+# `idx` is an index into the op's output, one entry per dim: ints, or the
+# lowering's symbolic expressions (which support +, * by an int, // and %).
+# `zero` is the value to use for an index known to be 0.
+
+def flat_index(idx, shape, zero=0):
+    """The row-major offset of `idx` in a contiguous array of `shape`."""
+    addr = zero
+    for e, stride in zip(idx, contiguous_strides(shape)):
+        addr = addr + e * stride
+    return addr
+
+
+def source_index(op: Op, arg, src_shape: tuple, shape: tuple, idx: tuple, zero=0) -> tuple:
+    """The index into a movement op's source that element `idx` of its output reads.
+
+    PAD is not handled here: its index is the output's minus the padding
+    before, valid only inside the source (the lowering adds that condition).
+    """
+    if op is Op.RESHAPE:
+        if 0 in src_shape:  # an empty tensor is never read (its strides would divide by zero)
+            return tuple(zero for _ in src_shape)
+        flat = flat_index(idx, shape, zero)
+        return tuple((flat // stride) % size if size > 1 else zero
+                     for size, stride in zip(src_shape, contiguous_strides(src_shape)))
+    if op is Op.PERMUTE:
+        src_idx = [None] * len(idx)
+        for out_axis, src_axis in enumerate(arg):
+            src_idx[src_axis] = idx[out_axis]
+        return tuple(src_idx)
+    if op is Op.EXPAND:
+        return tuple(zero if s == 1 else e for e, s in zip(idx, src_shape))
+    if op is Op.SHRINK:
+        return tuple(e * step + start for e, (start, _, step) in zip(idx, arg))
+    if op is Op.FLIP:
+        return tuple((e * -1 + (s - 1)) if axis in arg else e for axis, (e, s) in enumerate(zip(idx, shape)))
+    raise ValueError(f"source_index: {op.name}")
+
+
+# ---- the composed view of a chain of movement ops ----
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
